@@ -1,0 +1,141 @@
+#include "tosec/rpc/notifier.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "test_region.h"
+#include "tosec/rpc/spsc_ring.h"
+
+namespace tosec::rpc {
+namespace {
+
+// Two rings (ping, pong) and two doorbell vectors of one "peer", shared by two threads.
+class PingPong {
+ public:
+  PingPong() {
+    RegionLayout l;
+    l.add_ring("ping", 64, 8).add_ring("pong", 64, 8);
+    EXPECT_TRUE(l.format(buf.bytes()).ok());
+    view = std::move(RegionView::attach(buf.bytes()).value());
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(make_eventfd().value()));
+    fds.push_back(std::move(make_eventfd().value()));
+    doorbells.set_own(1, std::move(fds));
+  }
+  SpscRing end(const char* name, RingEnd e) { return std::move(SpscRing::attach(view, name, e).value()); }
+  test::SharedBuffer buf{1 << 16};
+  RegionView view;
+  EventfdDoorbells doorbells;
+};
+
+class CountingRinger : public DoorbellRinger {
+ public:
+  explicit CountingRinger(DoorbellRinger& inner) : inner_(inner) {}
+  Status ring(PeerId p, Vector v) override {
+    rings.fetch_add(1);
+    return inner_.ring(p, v);
+  }
+  std::atomic<std::uint64_t> rings{0};
+
+ private:
+  DoorbellRinger& inner_;
+};
+
+// Would hang without the sleeping-flag handshake; a lost wake-up turns into a timeout failure.
+void run_ping_pong(SpinPolicy policy, std::uint64_t rounds) {
+  PingPong pp;
+  constexpr std::int64_t kTimeout = 5'000'000'000;  // a lost wake-up, not slowness, trips this
+  std::atomic<bool> failed{false};
+  std::thread echo([&] {
+    auto in = pp.end("ping", RingEnd::kConsumer);
+    auto out = pp.end("pong", RingEnd::kProducer);
+    Waiter w(pp.doorbells, 1, policy);
+    for (std::uint64_t i = 0; i < rounds; ++i) {
+      auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
+      if (!r.ok() || !*r) {
+        failed = true;
+        return;
+      }
+      std::uint64_t v = 0;
+      in.dequeue_burst(&v, 1);
+      ++v;
+      out.enqueue_burst(&v, 1);
+      if (!notify(out.consumer_sleeping(), pp.doorbells, 1, 0).ok()) failed = true;
+    }
+  });
+  auto out = pp.end("ping", RingEnd::kProducer);
+  auto in = pp.end("pong", RingEnd::kConsumer);
+  Waiter w(pp.doorbells, 0, policy);
+  for (std::uint64_t i = 0; i < rounds && !failed; ++i) {
+    std::uint64_t v = i * 2;
+    ASSERT_EQ(out.enqueue_burst(&v, 1), 1U);
+    ASSERT_TRUE(notify(out.consumer_sleeping(), pp.doorbells, 1, 1).ok());
+    auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(*r) << "lost wake-up at round " << i;
+    ASSERT_EQ(in.dequeue_burst(&v, 1), 1U);
+    ASSERT_EQ(v, i * 2 + 1);
+  }
+  echo.join();
+  EXPECT_FALSE(failed);
+}
+
+TEST(Notifier, NoLostWakeupsSleepOnly) { run_ping_pong(SpinPolicy::sleep_only(), 50'000); }
+TEST(Notifier, NoLostWakeupsAdaptive) { run_ping_pong(SpinPolicy{}, 50'000); }
+TEST(Notifier, NoLostWakeupsTinySpin) { run_ping_pong(SpinPolicy{200, 0, 400, false}, 50'000); }
+
+TEST(Notifier, TimesOutWhenNothingArrives) {
+  PingPong pp;
+  auto in = pp.end("ping", RingEnd::kConsumer);
+  Waiter w(pp.doorbells, 0, SpinPolicy{1000, 0, 1000, false});
+  auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 20'000'000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(w.stats().timeouts, 1U);
+  EXPECT_EQ(in.consumer_sleeping().load(), 0U) << "flag must be cleared after the wait";
+}
+
+TEST(Notifier, ProducerRingsOnlyWhenConsumerSleeps) {
+  PingPong pp;
+  CountingRinger ringer(pp.doorbells);
+  auto out = pp.end("ping", RingEnd::kProducer);
+  auto in = pp.end("ping", RingEnd::kConsumer);
+  std::uint64_t v = 1;
+  // Consumer awake: publishing does not ring.
+  out.enqueue_burst(&v, 1);
+  ASSERT_TRUE(notify(out.consumer_sleeping(), ringer, 1, 0).ok());
+  EXPECT_EQ(ringer.rings.load(), 0U);
+  in.dequeue_burst(&v, 1);
+  // Consumer asleep: publishing rings exactly once and wakes it.
+  std::thread t([&] {
+    Waiter w(pp.doorbells, 0, SpinPolicy::sleep_only());
+    auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 5'000'000'000);
+    EXPECT_TRUE(r.ok() && *r);
+  });
+  while (in.consumer_sleeping().load() == 0) std::this_thread::yield();
+  out.enqueue_burst(&v, 1);
+  ASSERT_TRUE(notify(out.consumer_sleeping(), ringer, 1, 0).ok());
+  t.join();
+  EXPECT_EQ(ringer.rings.load(), 1U);
+}
+
+TEST(Notifier, AdaptiveBudgetShrinksWhenSpinsMiss) {
+  PingPong pp;
+  auto in = pp.end("ping", RingEnd::kConsumer);
+  Waiter w(pp.doorbells, 0, SpinPolicy{16'000, 500, 20'000, true});
+  for (int i = 0; i < 8; ++i) {
+    (void)w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 1'000'000);
+  }
+  EXPECT_EQ(w.spin_budget_ns(), 500);
+}
+
+TEST(Notifier, UnknownDoorbellIsAClearError) {
+  EventfdDoorbells d;
+  auto s = d.ring(42, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no peer 42"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tosec::rpc
