@@ -168,7 +168,7 @@ Result<IvshmemClient::Event> IvshmemClient::apply(std::int64_t value, UniqueFd f
   return ++n == options_.vectors ? Event::kJoined : Event::kNone;
 }
 
-Result<std::size_t> IvshmemClient::drain(std::optional<PeerId>* joined) {
+Result<std::size_t> IvshmemClient::drain(const PeerCallback& joined_hook) {
   if (!sock_.valid()) return Error{ENOTCONN, "ivshmem: client not connected"};
   std::size_t handled = 0;
   while (handled < kMaxMessagesPerDrain) {
@@ -187,7 +187,7 @@ Result<std::size_t> IvshmemClient::drain(std::optional<PeerId>* joined) {
     if (!e) return fail({e.error().code, "ivshmem: " + e.error().message});
     ++handled;
     if (*e == Event::kJoined) {
-      if (joined != nullptr && !joined->has_value()) *joined = id;
+      if (joined_hook) joined_hook(id);
       if (on_joined_) on_joined_(id);
     } else if (*e == Event::kLeft && on_left_) {
       on_left_(id);
@@ -196,7 +196,7 @@ Result<std::size_t> IvshmemClient::drain(std::optional<PeerId>* joined) {
   return handled;
 }
 
-Result<std::size_t> IvshmemClient::process_events() { return drain(nullptr); }
+Result<std::size_t> IvshmemClient::process_events() { return drain({}); }
 
 Result<bool> IvshmemClient::wait_readable(std::int64_t deadline_ms) {
   for (;;) {
@@ -220,9 +220,11 @@ Result<PeerId> IvshmemClient::wait_for_peer(std::optional<PeerId> id, int timeou
                                   " did not join within " + std::to_string(timeout_ms) + " ms"};
     }
     std::optional<PeerId> joined;
-    auto n = drain(&joined);
+    auto n = drain([&](PeerId p) {
+      if (!joined && (!id || *id == p)) joined = p;
+    });
     if (!n) return n.error();
-    if (!id && joined) return *joined;
+    if (joined) return *joined;
   }
 }
 
@@ -236,7 +238,7 @@ Status IvshmemClient::wait_for_peer_left(PeerId id, int timeout_ms) {
       return Error{ETIMEDOUT, "ivshmem: peer " + std::to_string(id) + " did not leave within " +
                                   std::to_string(timeout_ms) + " ms"};
     }
-    if (auto n = drain(nullptr); !n) return n.error();
+    if (auto n = drain({}); !n) return n.error();
   }
   return {};
 }

@@ -59,6 +59,7 @@ class IvshmemClient {
 
   // Waits (processing events) until peer `id` has joined with all its vectors, or, with
   // std::nullopt, until any peer joins after this call. Returns the peer's id; ETIMEDOUT.
+  // A peer that joins and leaves again while we wait counts as joined.
   Result<PeerId> wait_for_peer(std::optional<PeerId> id, int timeout_ms);
   // Waits (processing events) until peer `id` is gone (immediately if it is not known).
   Status wait_for_peer_left(PeerId id, int timeout_ms);
@@ -80,9 +81,9 @@ class IvshmemClient {
   enum class Event { kNone, kJoined, kLeft };
   // Applies one message after the version and id; says whether a peer completed or left.
   Result<Event> apply(std::int64_t value, UniqueFd fd);
-  // Handles the messages available now, firing callbacks; sets *joined to the first peer that
-  // completed, if asked.
-  Result<std::size_t> drain(std::optional<PeerId>* joined);
+  // Handles the messages available now, firing callbacks; `joined_hook` (may be empty) also
+  // sees every peer that completed, even one that left again within the same drain.
+  Result<std::size_t> drain(const PeerCallback& joined_hook);
   // Polls the socket until readable or the deadline (monotonic ms) passes; false on timeout.
   Result<bool> wait_readable(std::int64_t deadline_ms);
   bool complete(PeerId id) const;
