@@ -52,7 +52,9 @@ void send_raw(int sock, const void* data, std::size_t len, int fd = -1, int nfds
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<std::size_t>(nfds));
-    for (int i = 0; i < nfds; ++i) std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
+    for (std::size_t i = 0; i < static_cast<std::size_t>(nfds); ++i) {
+      std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
+    }
   }
   ASSERT_EQ(::sendmsg(sock, &msg, 0), static_cast<ssize_t>(len));
 }
