@@ -4,13 +4,12 @@
 //
 //   build/release/bin/channel_bench                 # all, with the ratio table at the end
 //   build/release/bin/channel_bench --benchmark_filter=Hop
+#include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <benchmark/benchmark.h>
 
 #include <array>
 #include <atomic>
@@ -121,8 +120,9 @@ void BM_EventfdPingPongFloor(benchmark::State& st) {
   ::waitpid(child, nullptr, 0);
   ::close(a);
   ::close(b);
-  st.counters["hop_ns"] = benchmark::Counter(static_cast<double>(st.iterations()) * 2,
-                                             benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  st.counters["hop_ns"] =
+      benchmark::Counter(static_cast<double>(st.iterations()) * 2,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_EventfdPingPongFloor)->UseRealTime()->MinTime(2.0);
 
@@ -165,8 +165,9 @@ void ring_hop(benchmark::State& st, SpinPolicy policy) {
   (void)tosec::eval::stop_ponger(*e);
   int status = 0;
   ::waitpid(child, &status, 0);
-  st.counters["hop_ns"] = benchmark::Counter(static_cast<double>(st.iterations()) * 2,
-                                             benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  st.counters["hop_ns"] =
+      benchmark::Counter(static_cast<double>(st.iterations()) * 2,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void BM_RingHop_Sleep(benchmark::State& st) { ring_hop(st, SpinPolicy::sleep_only()); }

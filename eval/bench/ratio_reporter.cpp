@@ -13,7 +13,8 @@ double RatioReporter::ns_per_iter(const std::string& name) const {
   auto it = runs_.find(name);
   if (it == runs_.end() || it->second.iterations == 0) return -1;
   // GetAdjustedRealTime() is in the run's time unit; convert to ns.
-  return it->second.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(it->second.time_unit) * 1e9;
+  return it->second.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(it->second.time_unit) *
+         1e9;
 }
 
 double RatioReporter::counter(const std::string& name, const std::string& c) const {

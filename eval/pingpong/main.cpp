@@ -107,7 +107,8 @@ int run(const Options& o) {
     if (!p) return fail(who, p.error());
     peer = *p;
   }
-  (void)view->claim_peer(client.self_id(), PeerRole::kTest, who, static_cast<std::uint32_t>(::getpid()));
+  (void)view->claim_peer(client.self_id(), PeerRole::kTest, who,
+                         static_cast<std::uint32_t>(::getpid()));
 
   auto end = attach_end(*view, pinger);
   if (!end) return fail(who, end.error());
@@ -128,8 +129,8 @@ int run(const Options& o) {
     floor = summarize(std::move(*rtt));
     std::printf("\none hop, ns (%llu round trips each; ratio = mode / doorbell floor)\n",
                 static_cast<unsigned long long>(o.rounds));
-    std::printf("%-10s %9s %9s %9s %9s   %6s  %6s\n", "mode", "mean", "p50", "p90", "p99",
-                "mean", "p50");
+    std::printf("%-10s %9s %9s %9s %9s   %6s  %6s\n", "mode", "mean", "p50", "p90", "p99", "mean",
+                "p50");
     print_row("floor", floor, floor.mean_ns, floor.p50_ns);
   } else if (auto s = doorbell_pong(*end, o.rounds); !s) {
     return fail(who, s.error());
@@ -157,12 +158,10 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  static const option longopts[] = {{"socket", required_argument, nullptr, 's'},
-                                    {"role", required_argument, nullptr, 'r'},
-                                    {"rounds", required_argument, nullptr, 'n'},
-                                    {"modes", required_argument, nullptr, 'm'},
-                                    {"help", no_argument, nullptr, 'h'},
-                                    {nullptr, 0, nullptr, 0}};
+  static const option longopts[] = {
+      {"socket", required_argument, nullptr, 's'}, {"role", required_argument, nullptr, 'r'},
+      {"rounds", required_argument, nullptr, 'n'}, {"modes", required_argument, nullptr, 'm'},
+      {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0}};
   for (int c; (c = ::getopt_long(argc, argv, "s:r:n:m:h", longopts, nullptr)) != -1;) {
     switch (c) {
       case 's':

@@ -32,7 +32,8 @@ Status send(PingPongEnd& e, const Message& m) {
 }
 
 Status receive(PingPongEnd& e, Waiter& w, Message& m) {
-  auto r = w.wait(e.in.consumer_sleeping(), [&] { return e.in.available() > 0; }, kTimeoutNs);
+  auto r = w.wait(
+      e.in.consumer_sleeping(), [&] { return e.in.available() > 0; }, kTimeoutNs);
   if (!r) return r.error();
   if (!*r) return Error{ETIMEDOUT, "no message on ring '" + e.in.name() + "' for 10 s"};
   if (e.in.dequeue_burst(&m, 1) != 1) return Error{EPROTO, "ring '" + e.in.name() + "' broken"};
@@ -127,7 +128,9 @@ Status doorbell_pong(PingPongEnd& e, std::uint64_t rounds) {
 Summary summarize(std::vector<std::int64_t> s) {
   if (s.empty()) return {0, 0, 0, 0};
   std::sort(s.begin(), s.end());
-  auto at = [&](double q) { return static_cast<double>(s[static_cast<std::size_t>(q * static_cast<double>(s.size() - 1))]); };
+  auto at = [&](double q) {
+    return static_cast<double>(s[static_cast<std::size_t>(q * static_cast<double>(s.size() - 1))]);
+  };
   const double mean = std::accumulate(s.begin(), s.end(), 0.0) / static_cast<double>(s.size());
   return {at(0.5), at(0.9), at(0.99), mean};
 }

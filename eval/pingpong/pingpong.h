@@ -24,9 +24,9 @@ struct PingPongEnd {
   rpc::SpscRing in;   // we consume
   rpc::DoorbellRinger* ringer = nullptr;
   rpc::DoorbellWaiter* waiter = nullptr;
-  rpc::PeerId peer = 0;        // whom we wake
-  rpc::Vector peer_vector = 0; // ...on which vector
-  rpc::Vector own_vector = 0;  // the vector we sleep on
+  rpc::PeerId peer = 0;         // whom we wake
+  rpc::Vector peer_vector = 0;  // ...on which vector
+  rpc::Vector own_vector = 0;   // the vector we sleep on
   rpc::SpinPolicy policy;
 };
 

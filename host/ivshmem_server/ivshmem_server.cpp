@@ -240,6 +240,9 @@ void IvshmemServer::add_peer(UniqueFd sock) {
 
 void IvshmemServer::enqueue(Peer& p, std::int64_t value, SharedFd fd) {
   if (!p.drop_reason.empty()) return;
+  // A join enqueues a burst (peers x vectors) before flushing; only a peer whose socket buffer
+  // is full as well is really not reading.
+  if (p.out.size() >= config_.max_queued_per_peer) flush(p);
   if (p.out.size() >= config_.max_queued_per_peer) {
     drop(p, "not reading: " + std::to_string(p.out.size()) + " messages queued");
     return;

@@ -35,7 +35,8 @@ class PeerIdAllocator {
   IdPolicy policy_;
   std::vector<bool> used_;
   std::size_t count_ = 0;
-  std::size_t next_ = 0;  // round-robin cursor (QEMU's cur_id)
+  std::size_t next_ = 0;               // round-robin cursor (QEMU's cur_id)
+  std::size_t lowest_maybe_free_ = 0;  // lowest-free: no id below this is free
 };
 
 }  // namespace tosec::host

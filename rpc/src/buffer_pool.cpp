@@ -8,8 +8,8 @@ namespace {
 enum : std::uint8_t { kFree = 0, kAllocated = 1, kLent = 2 };
 
 Error range_error(const char* what, std::uint32_t i, std::size_t n) {
-  return Error{EINVAL, std::string(what) + ": chunk " + std::to_string(i) + " out of range (pool has " +
-                           std::to_string(n) + ")"};
+  return Error{EINVAL, std::string(what) + ": chunk " + std::to_string(i) +
+                           " out of range (pool has " + std::to_string(n) + ")"};
 }
 }  // namespace
 

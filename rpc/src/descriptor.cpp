@@ -31,7 +31,8 @@ Status validate_request(const Descriptor& d, const ChannelLimits& limits) {
   }
   const BufferPool* pool = nullptr;
   if (d.pool == static_cast<std::uint16_t>(PoolId::kTx)) pool = limits.tx;
-  if (d.pool == static_cast<std::uint16_t>(PoolId::kRx) && op == Op::kBufferReturn) pool = limits.rx;
+  if (d.pool == static_cast<std::uint16_t>(PoolId::kRx) && op == Op::kBufferReturn)
+    pool = limits.rx;
   if (pool == nullptr) return bad("pool", d.pool, "is not valid for this op");
   if (!pool->valid(BufferRef{d.chunk, d.offset, d.length})) {
     if (d.chunk >= pool->chunk_count()) return bad("chunk", d.chunk, "is out of range");

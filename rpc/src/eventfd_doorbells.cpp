@@ -56,8 +56,8 @@ Status EventfdDoorbells::ring(PeerId peer, Vector vector) {
     fd = it->second[vector].get();
   }
   if (fd < 0) {
-    return Error{ENOENT, "doorbell: no peer " + std::to_string(peer) + " vector " +
-                             std::to_string(vector)};
+    return Error{ENOENT,
+                 "doorbell: no peer " + std::to_string(peer) + " vector " + std::to_string(vector)};
   }
   const std::uint64_t one = 1;
   // A full eventfd counter (EAGAIN) already means "rung": nothing is lost.

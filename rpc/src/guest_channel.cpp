@@ -11,7 +11,8 @@ namespace {
 
 Status check_config(const GuestChannelConfig& c) {
   auto bad = [](const char* field, std::uint32_t v, const char* why) {
-    return Error{EINVAL, std::string("guest channel: ") + field + " " + std::to_string(v) + " " + why};
+    return Error{EINVAL,
+                 std::string("guest channel: ") + field + " " + std::to_string(v) + " " + why};
   };
   if (c.lanes == 0 || c.lanes > 256) return bad("lanes", c.lanes, "must be in [1, 256]");
   if (!std::has_single_bit(c.ring_slots) || c.ring_slots < 8 || c.ring_slots > 65536) {
@@ -30,7 +31,8 @@ Status check_config(const GuestChannelConfig& c) {
   if (c.tx_chunks_per_lane == 0 || std::uint64_t{c.tx_chunks_per_lane} * c.lanes > (1U << 24)) {
     return bad("tx_chunks_per_lane", c.tx_chunks_per_lane, "must be in [1, 2^24 / lanes]");
   }
-  if (c.rx_chunks == 0 || c.rx_chunks > (1U << 24)) return bad("rx_chunks", c.rx_chunks, "must be in [1, 2^24]");
+  if (c.rx_chunks == 0 || c.rx_chunks > (1U << 24))
+    return bad("rx_chunks", c.rx_chunks, "must be in [1, 2^24]");
   return {};
 }
 
@@ -68,7 +70,8 @@ Result<GuestChannel> GuestChannel::attach(const RegionView& view, const GuestCha
   auto rx = BufferPool::attach(view, "pool.rx");
   if (!rx) return rx.error();
   if (tx->chunk_size() != cfg.chunk_size || rx->chunk_size() != cfg.chunk_size ||
-      tx->chunk_count() != cfg.lanes * cfg.tx_chunks_per_lane || rx->chunk_count() != cfg.rx_chunks) {
+      tx->chunk_count() != cfg.lanes * cfg.tx_chunks_per_lane ||
+      rx->chunk_count() != cfg.rx_chunks) {
     return Error{EPROTO, "guest channel: pool geometry does not match the published geometry"};
   }
   GuestChannel g;
@@ -80,7 +83,8 @@ Result<GuestChannel> GuestChannel::attach(const RegionView& view, const GuestCha
   return g;
 }
 
-Result<GuestChannel> GuestChannel::attach_toe(const RegionView& view, const GuestChannelConfig& cfg) {
+Result<GuestChannel> GuestChannel::attach_toe(const RegionView& view,
+                                              const GuestChannelConfig& cfg) {
   return attach(view, cfg);
 }
 
@@ -93,7 +97,7 @@ Result<GuestChannel> GuestChannel::attach_guest(const RegionView& view) {
     return Error{EPROTO, "guest channel: version " + std::to_string(g.version) + ", expected " +
                              std::to_string(kGuestChannelVersion)};
   }
-  GuestChannelConfig cfg{g.lanes, g.ring_slots, g.max_sockets, g.socket_rx_entries,
+  GuestChannelConfig cfg{g.lanes,      g.ring_slots,         g.max_sockets, g.socket_rx_entries,
                          g.chunk_size, g.tx_chunks_per_lane, g.rx_chunks};
   return attach(view, cfg);
 }
@@ -103,9 +107,13 @@ Status format_guest_channel(const RegionView& view, const GuestChannelConfig& cf
   if (!ch) return ch.error();
   for (std::uint32_t lane = 0; lane < cfg.lanes; ++lane) {
     auto base = ch->lanes_.subspan(std::size_t{lane} * lane_stride(cfg.ring_slots));
-    const std::size_t ring_bytes = kRingHeaderSize + std::size_t{cfg.ring_slots} * sizeof(Descriptor);
-    if (auto s = SpscRing::format(base.first(ring_bytes), cfg.ring_slots, sizeof(Descriptor)); !s) return s;
-    if (auto s = SpscRing::format(base.subspan(ring_bytes, ring_bytes), cfg.ring_slots, sizeof(Descriptor)); !s) {
+    const std::size_t ring_bytes =
+        kRingHeaderSize + std::size_t{cfg.ring_slots} * sizeof(Descriptor);
+    if (auto s = SpscRing::format(base.first(ring_bytes), cfg.ring_slots, sizeof(Descriptor)); !s)
+      return s;
+    if (auto s = SpscRing::format(base.subspan(ring_bytes, ring_bytes), cfg.ring_slots,
+                                  sizeof(Descriptor));
+        !s) {
       return s;
     }
   }
@@ -113,7 +121,8 @@ Status format_guest_channel(const RegionView& view, const GuestChannelConfig& cf
   for (std::uint32_t id = 0; id < cfg.max_sockets; ++id) {
     auto base = ch->sockets_.subspan(std::size_t{id} * stride, stride);
     new (base.data()) SocketSlot{};
-    if (auto s = SpscRing::format(base.subspan(sizeof(SocketSlot)), cfg.socket_rx_entries, sizeof(RxEntry));
+    if (auto s = SpscRing::format(base.subspan(sizeof(SocketSlot)), cfg.socket_rx_entries,
+                                  sizeof(RxEntry));
         !s) {
       return s;
     }
@@ -137,7 +146,8 @@ Result<SpscRing> GuestChannel::lane_ring(std::uint32_t lane, bool request, RingE
   if (lane >= cfg_.lanes) {
     return Error{EINVAL, "guest channel: lane " + std::to_string(lane) + " out of range"};
   }
-  const std::size_t ring_bytes = kRingHeaderSize + std::size_t{cfg_.ring_slots} * sizeof(Descriptor);
+  const std::size_t ring_bytes =
+      kRingHeaderSize + std::size_t{cfg_.ring_slots} * sizeof(Descriptor);
   auto base = lanes_.subspan(std::size_t{lane} * lane_stride(cfg_.ring_slots));
   auto area = request ? base.first(ring_bytes) : base.subspan(ring_bytes, ring_bytes);
   return SpscRing::attach(area, cfg_.ring_slots, sizeof(Descriptor), end,

@@ -36,8 +36,8 @@ Result<std::uint64_t> expected_size(const AreaDesc& a) {
       return kRingHeaderSize + std::uint64_t{a.count} * a.elem_size;
     case AreaKind::kByteRing:
       if (!is_pow2(a.count) || a.count < 64 || a.count > (1U << 30)) {
-        return area_error(a, "capacity " + std::to_string(a.count) +
-                                 " is not a power of two in [64, 2^30]");
+        return area_error(
+            a, "capacity " + std::to_string(a.count) + " is not a power of two in [64, 2^30]");
       }
       return kControlRingHeaderSize + std::uint64_t{a.count};
     case AreaKind::kPool:
@@ -77,7 +77,8 @@ std::string_view to_string(AreaKind k) {
 
 std::string area_name(const AreaDesc& a) {
   const auto* end = static_cast<const char*>(std::memchr(a.name, '\0', kAreaNameLen));
-  return std::string(a.name, end == nullptr ? kAreaNameLen : static_cast<std::size_t>(end - a.name));
+  return std::string(a.name,
+                     end == nullptr ? kAreaNameLen : static_cast<std::size_t>(end - a.name));
 }
 
 Status validate_area(const AreaDesc& a, std::uint64_t region_size) {
@@ -106,8 +107,8 @@ RegionLayout& RegionLayout::add(std::string_view name, AreaKind kind, std::uint6
   AreaDesc a{};
   if (name.empty() || name.size() >= kAreaNameLen) {
     if (deferred_.ok()) {
-      deferred_ = Error{EINVAL, "region layout: area name '" + std::string(name) +
-                                    "' must be 1-" + std::to_string(kAreaNameLen - 1) + " chars"};
+      deferred_ = Error{EINVAL, "region layout: area name '" + std::string(name) + "' must be 1-" +
+                                    std::to_string(kAreaNameLen - 1) + " chars"};
     }
     return *this;
   }
@@ -226,11 +227,11 @@ Result<RegionView> RegionView::attach(std::span<std::byte> region) {
   std::memcpy(static_cast<void*>(&h), region.data(), sizeof h);
   if (h.magic != kRegionMagic) {
     return Error{EPROTO, "region: bad magic 0x" + [&] {
-                           char buf[17];
-                           std::snprintf(buf, sizeof buf, "%016llx",
-                                         static_cast<unsigned long long>(h.magic));
-                           return std::string(buf);
-                         }() + " (not a TOSEC region, or not formatted yet)"};
+                   char buf[17];
+                   std::snprintf(buf, sizeof buf, "%016llx",
+                                 static_cast<unsigned long long>(h.magic));
+                   return std::string(buf);
+                 }() + " (not a TOSEC region, or not formatted yet)"};
   }
   if (h.layout_version != kLayoutVersion) {
     return Error{EPROTO, "region: layout version " + std::to_string(h.layout_version) +
@@ -244,7 +245,8 @@ Result<RegionView> RegionView::attach(std::span<std::byte> region) {
     return Error{EINVAL, "region: header says " + std::to_string(h.total_size) +
                              " bytes, mapping has " + std::to_string(region.size())};
   }
-  const auto state = reinterpret_cast<RegionHeader*>(region.data())->state.load(std::memory_order_acquire);
+  const auto state =
+      reinterpret_cast<RegionHeader*>(region.data())->state.load(std::memory_order_acquire);
   if (state != RegionState::kReady) {
     return Error{EAGAIN, "region: not ready (state " +
                              std::to_string(static_cast<std::uint32_t>(state)) + ")"};

@@ -39,6 +39,14 @@ procps                # ps/pgrep/sysctl used by integration tests and demo
 python3               # eval/ helper scripts
 python3-matplotlib    # eval/ plots
 netperf               # netperf/netserver TCP_RR/TCP_STREAM measurements (Debian non-free)
+libtomlplusplus-dev   # toml++: parses the platform config (tosec -c CONFIG)
+nginx-light           # acceptance tests: nginx as guest server and as peer
+redis-server          # acceptance tests: redis as guest and as peer
+redis-tools           # redis-benchmark for the redis scenarios
+iperf3                # acceptance tests: bulk TCP both directions
+sockperf              # acceptance tests: ping-pong latency (TCP and UDP)
+curl                  # acceptance tests: HTTP client (guest and peer)
+wget                  # acceptance tests: HTTP client (guest)
 '
 
 # Prints the package names of TOSEC_PACKAGES_TABLE, one per line.

@@ -21,8 +21,11 @@ constexpr std::size_t kRegionSize = 1 << 16;
 struct Template {
   Template() {
     RegionLayout l;
-    l.add_ring("req", 16, 64).add_ring("cpl", 16, 64).add_byte_ring("ctl", 1024)
-        .add_pool("tx", 4, 2048).add_pool("rx", 4, 2048);
+    l.add_ring("req", 16, 64)
+        .add_ring("cpl", 16, 64)
+        .add_byte_ring("ctl", 1024)
+        .add_pool("tx", 4, 2048)
+        .add_pool("rx", 4, 2048);
     bytes = static_cast<std::byte*>(std::aligned_alloc(4096, kRegionSize));
     std::memset(bytes, 0, kRegionSize);
     if (!l.format({bytes, kRegionSize}).ok()) std::abort();

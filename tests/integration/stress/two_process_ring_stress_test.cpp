@@ -2,12 +2,11 @@
 // each with its own mapping at its own address, woken through eventfd doorbells. The consumer
 // checks every sequence number and checksum. A lost wake-up shows up as a timeout, a torn or
 // reordered slot as a checksum or sequence failure.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <array>
 #include <chrono>
@@ -48,7 +47,8 @@ int consume(int shm_fd, EventfdDoorbells& db, std::uint64_t n, SpinPolicy policy
   std::array<Item, 32> batch{};
   std::uint64_t expect = 0;
   while (expect < n) {
-    auto r = w.wait(in->consumer_sleeping(), [&] { return in->available() > 0; }, kWaitTimeout);
+    auto r = w.wait(
+        in->consumer_sleeping(), [&] { return in->available() > 0; }, kWaitTimeout);
     if (!r || !*r) return 5;  // lost wake-up
     const auto got = in->dequeue_burst(batch.data(), 32);
     for (std::uint32_t i = 0; i < got; ++i) {
@@ -104,8 +104,8 @@ void run(std::uint64_t n, SpinPolicy policy) {
     next += put;
     if (put > 0 && !notify(out->consumer_sleeping(), db, 1, 0)) ok = false;
     if (put < want) {
-      auto r = room.wait(out->producer_sleeping(), [&] { return out->free_slots() > 0; },
-                         kWaitTimeout);
+      auto r = room.wait(
+          out->producer_sleeping(), [&] { return out->free_slots() > 0; }, kWaitTimeout);
       if (!r || !*r) ok = false;
     }
   }
@@ -120,7 +120,9 @@ void run(std::uint64_t n, SpinPolicy policy) {
 
 TEST(TwoProcessRing, SleepOnlyTwoMillionSlots) { run(2'000'000, SpinPolicy::sleep_only()); }
 TEST(TwoProcessRing, AdaptiveSpinTwoMillionSlots) { run(2'000'000, SpinPolicy{}); }
-TEST(TwoProcessRing, SpinThenSleepTwoMillionSlots) { run(2'000'000, SpinPolicy{5'000, 5'000, 5'000, false}); }
+TEST(TwoProcessRing, SpinThenSleepTwoMillionSlots) {
+  run(2'000'000, SpinPolicy{5'000, 5'000, 5'000, false});
+}
 
 }  // namespace
 }  // namespace tosec::rpc

@@ -84,6 +84,9 @@ TEST(IvshmemServerBinary, ForegroundServesAndCleansUpOnSigterm) {
     EXPECT_TRUE(*rung);
   }
   EXPECT_TRUE(test::path_exists("/dev/shm/" + shm));
+  EXPECT_TRUE(test::wait_until(
+      [&] { return test::slurp(r.out).find("peer 0 left") != std::string::npos; }, kTimeoutMs))
+      << "verbose mode logs departures: " << test::slurp(r.out);
   r.proc.signal(SIGTERM);
   EXPECT_EQ(run_to_exit(r), 0);
   EXPECT_FALSE(test::path_exists(sock)) << "socket unlinked";

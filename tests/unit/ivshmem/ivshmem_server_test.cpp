@@ -276,10 +276,10 @@ TEST(IvshmemServer, SurvivesClientsThatLeaveMidHandshake) {
     ASSERT_TRUE(r.valid());
     ::shutdown(r.get(), SHUT_RDWR);
   }
-  // A heard of each (all got id 1, one after the other) and of each departure.
+  // A heard of each and of each departure.
   int joins = 0, leaves = 0;
-  a->on_peer_joined([&](rpc::PeerId id) { joins += id == 1 ? 1 : 100; });
-  a->on_peer_left([&](rpc::PeerId id) { leaves += id == 1 ? 1 : 100; });
+  a->on_peer_joined([&](rpc::PeerId) { ++joins; });
+  a->on_peer_left([&](rpc::PeerId) { ++leaves; });
   ASSERT_TRUE(test::wait_until(
       [&] {
         EXPECT_TRUE(a->process_events().ok());

@@ -80,7 +80,14 @@ class ChildProcess {
  public:
   ChildProcess() = default;
   ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_) { o.pid_ = -1; }
-  ChildProcess& operator=(ChildProcess&&) = delete;
+  ChildProcess& operator=(ChildProcess&& o) noexcept {
+    if (this != &o) {
+      kill_and_reap();
+      pid_ = o.pid_;
+      o.pid_ = -1;
+    }
+    return *this;
+  }
   ChildProcess(const ChildProcess&) = delete;
   ~ChildProcess() { kill_and_reap(); }
 

@@ -34,7 +34,8 @@ TEST(BufferPool, ChunksDoNotOverlap) {
   l.add_pool("p", 4, 1024);
   ASSERT_TRUE(l.format(buf.bytes()).ok());
   auto pool = BufferPool::attach(*RegionView::attach(buf.bytes()), "p");
-  for (std::uint32_t i = 0; i < 4; ++i) std::memset(pool->chunk(i).data(), static_cast<int>(i), 1024);
+  for (std::uint32_t i = 0; i < 4; ++i)
+    std::memset(pool->chunk(i).data(), static_cast<int>(i), 1024);
   for (std::uint32_t i = 0; i < 4; ++i) {
     for (auto b : pool->chunk(i)) ASSERT_EQ(static_cast<std::uint32_t>(b), i);
   }
@@ -57,11 +58,11 @@ TEST(ChunkAllocator, LendReclaimCycleAndExhaustion) {
   for (int i = 0; i < 3; ++i) got.push_back(*a.allocate());
   EXPECT_EQ(a.allocate().error().code, ENOBUFS);
   ASSERT_TRUE(a.lend(got[0]).ok());
-  EXPECT_EQ(a.lend(got[0]).code(), EPERM);       // already lent
-  EXPECT_EQ(a.reclaim(got[1]).code(), EPERM);    // allocated, never lent: peer cannot free it
+  EXPECT_EQ(a.lend(got[0]).code(), EPERM);     // already lent
+  EXPECT_EQ(a.reclaim(got[1]).code(), EPERM);  // allocated, never lent: peer cannot free it
   EXPECT_EQ(a.reclaim(77).code(), EINVAL);
   ASSERT_TRUE(a.reclaim(got[0]).ok());
-  EXPECT_EQ(a.reclaim(got[0]).code(), EPERM);    // double return
+  EXPECT_EQ(a.reclaim(got[0]).code(), EPERM);  // double return
   EXPECT_EQ(a.free_count(), 1U);
   ASSERT_TRUE(a.free(got[1]).ok());
   EXPECT_EQ(a.free(got[1]).code(), EPERM);

@@ -33,7 +33,9 @@ class DescriptorTest : public ::testing::Test {
   ChannelLimits limits{};
 };
 
-TEST_F(DescriptorTest, AcceptsValidSend) { EXPECT_TRUE(validate_request(send(7, 0, 2048), limits).ok()); }
+TEST_F(DescriptorTest, AcceptsValidSend) {
+  EXPECT_TRUE(validate_request(send(7, 0, 2048), limits).ok());
+}
 
 TEST_F(DescriptorTest, RejectsEachBadFieldByName) {
   auto msg = [&](Descriptor d) { return validate_request(d, limits).message(); };

@@ -23,7 +23,9 @@ class PingPong {
     fds.push_back(std::move(make_eventfd().value()));
     doorbells.set_own(1, std::move(fds));
   }
-  SpscRing end(const char* name, RingEnd e) { return std::move(SpscRing::attach(view, name, e).value()); }
+  SpscRing end(const char* name, RingEnd e) {
+    return std::move(SpscRing::attach(view, name, e).value());
+  }
   test::SharedBuffer buf{1 << 16};
   RegionView view;
   EventfdDoorbells doorbells;
@@ -52,7 +54,8 @@ void run_ping_pong(SpinPolicy policy, std::uint64_t rounds) {
     auto out = pp.end("pong", RingEnd::kProducer);
     Waiter w(pp.doorbells, 1, policy);
     for (std::uint64_t i = 0; i < rounds; ++i) {
-      auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
+      auto r = w.wait(
+          in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
       if (!r.ok() || !*r) {
         failed = true;
         return;
@@ -71,7 +74,8 @@ void run_ping_pong(SpinPolicy policy, std::uint64_t rounds) {
     std::uint64_t v = i * 2;
     ASSERT_EQ(out.enqueue_burst(&v, 1), 1U);
     ASSERT_TRUE(notify(out.consumer_sleeping(), pp.doorbells, 1, 1).ok());
-    auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
+    auto r = w.wait(
+        in.consumer_sleeping(), [&] { return in.available() > 0; }, kTimeout);
     ASSERT_TRUE(r.ok());
     ASSERT_TRUE(*r) << "lost wake-up at round " << i;
     ASSERT_EQ(in.dequeue_burst(&v, 1), 1U);
@@ -89,7 +93,8 @@ TEST(Notifier, TimesOutWhenNothingArrives) {
   PingPong pp;
   auto in = pp.end("ping", RingEnd::kConsumer);
   Waiter w(pp.doorbells, 0, SpinPolicy{1000, 0, 1000, false});
-  auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 20'000'000);
+  auto r = w.wait(
+      in.consumer_sleeping(), [&] { return in.available() > 0; }, 20'000'000);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(*r);
   EXPECT_EQ(w.stats().timeouts, 1U);
@@ -110,7 +115,8 @@ TEST(Notifier, ProducerRingsOnlyWhenConsumerSleeps) {
   // Consumer asleep: publishing rings exactly once and wakes it.
   std::thread t([&] {
     Waiter w(pp.doorbells, 0, SpinPolicy::sleep_only());
-    auto r = w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 5'000'000'000);
+    auto r = w.wait(
+        in.consumer_sleeping(), [&] { return in.available() > 0; }, 5'000'000'000);
     EXPECT_TRUE(r.ok() && *r);
   });
   while (in.consumer_sleeping().load() == 0) std::this_thread::yield();
@@ -125,7 +131,8 @@ TEST(Notifier, AdaptiveBudgetShrinksWhenSpinsMiss) {
   auto in = pp.end("ping", RingEnd::kConsumer);
   Waiter w(pp.doorbells, 0, SpinPolicy{16'000, 500, 20'000, true});
   for (int i = 0; i < 8; ++i) {
-    (void)w.wait(in.consumer_sleeping(), [&] { return in.available() > 0; }, 1'000'000);
+    (void)w.wait(
+        in.consumer_sleeping(), [&] { return in.available() > 0; }, 1'000'000);
   }
   EXPECT_EQ(w.spin_budget_ns(), 500);
 }

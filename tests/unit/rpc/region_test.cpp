@@ -11,8 +11,12 @@ namespace {
 
 RegionLayout guest_like_layout() {
   RegionLayout l;
-  l.add_ring("req", 256, 64).add_ring("cpl", 256, 64).add_byte_ring("ctl.g2t", 4096)
-      .add_byte_ring("ctl.t2g", 4096).add_pool("pool.tx", 64, 2048).add_pool("pool.rx", 64, 2048);
+  l.add_ring("req", 256, 64)
+      .add_ring("cpl", 256, 64)
+      .add_byte_ring("ctl.g2t", 4096)
+      .add_byte_ring("ctl.t2g", 4096)
+      .add_pool("pool.tx", 64, 2048)
+      .add_pool("pool.rx", 64, 2048);
   return l;
 }
 
@@ -177,7 +181,8 @@ TEST(Region, PeerTableClaimAndRelease) {
   EXPECT_EQ(peers[1].heartbeat, 1U);
   v->release_peer(*a);
   EXPECT_EQ(v->peers().size(), 1U);
-  for (std::size_t i = 0; i < kMaxPeers - 1; ++i) ASSERT_TRUE(v->claim_peer(9, PeerRole::kSvm, "s", 1).ok());
+  for (std::size_t i = 0; i < kMaxPeers - 1; ++i)
+    ASSERT_TRUE(v->claim_peer(9, PeerRole::kSvm, "s", 1).ok());
   EXPECT_EQ(v->claim_peer(9, PeerRole::kSvm, "s", 1).error().code, ENOSPC);
 }
 

@@ -53,7 +53,8 @@ class BufferPool {
   Result<std::span<std::byte>> checked(const BufferRef& ref) const;
   // The same check without building an error message, for hot paths that count rejects.
   bool valid(const BufferRef& ref) const {
-    return ref.chunk < count_ && ref.offset <= chunk_size_ && ref.length <= chunk_size_ - ref.offset;
+    return ref.chunk < count_ && ref.offset <= chunk_size_ &&
+           ref.length <= chunk_size_ - ref.offset;
   }
 
  private:

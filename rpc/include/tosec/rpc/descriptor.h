@@ -33,15 +33,15 @@ enum class Op : std::uint16_t {
   kListen = 3,
   kAccept = 4,
   kConnect = 5,
-  kSend = 6,       // buffer: tx pool bytes to send
-  kRecv = 7,       // completion carries an rx pool buffer
+  kSend = 6,  // buffer: tx pool bytes to send
+  kRecv = 7,  // completion carries an rx pool buffer
   kShutdown = 8,
   kClose = 9,
   kSetsockopt = 10,  // buffer: option value
   kGetsockopt = 11,
-  kGetname = 12,     // getsockname / getpeername
+  kGetname = 12,       // getsockname / getpeername
   kBufferReturn = 13,  // guest gives rx chunks back
-  kEvent = 14,       // TOE -> guest readiness/error event
+  kEvent = 14,         // TOE -> guest readiness/error event
   kOpCount
 };
 
@@ -75,7 +75,7 @@ bool op_carries_buffer(Op op);
 
 // Limits the TOE knows privately for one guest channel.
 struct ChannelLimits {
-  std::uint32_t max_socket;       // socket ids are < max_socket
+  std::uint32_t max_socket;        // socket ids are < max_socket
   const BufferPool* tx = nullptr;  // guest's send pool
   const BufferPool* rx = nullptr;  // guest's receive pool
 };

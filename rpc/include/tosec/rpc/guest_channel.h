@@ -87,18 +87,19 @@ static_assert(sizeof(RxEntry) == 8);
 
 enum class SocketState : std::uint32_t {
   kFree = 0,
-  kOpen = 1,        // created, not connected or listening
+  kOpen = 1,  // created, not connected or listening
   kConnecting = 2,
   kConnected = 3,
   kListening = 4,
-  kClosing = 5,     // last reference gone, TOE flushing
+  kClosing = 5,  // last reference gone, TOE flushing
 };
 
 // SocketSlot::events bits (published by the TOE).
-inline constexpr std::uint32_t kEvPeerClosed = 1U << 0;  // FIN received: recv returns 0 when drained
-inline constexpr std::uint32_t kEvError = 1U << 1;       // so_error holds a pending error
-inline constexpr std::uint32_t kEvWriteShut = 1U << 2;   // shutdown(SHUT_WR) done: send gives EPIPE
-inline constexpr std::uint32_t kEvReset = 1U << 3;       // connection reset: send/recv ECONNRESET
+inline constexpr std::uint32_t kEvPeerClosed = 1U
+                                               << 0;    // FIN received: recv returns 0 when drained
+inline constexpr std::uint32_t kEvError = 1U << 1;      // so_error holds a pending error
+inline constexpr std::uint32_t kEvWriteShut = 1U << 2;  // shutdown(SHUT_WR) done: send gives EPIPE
+inline constexpr std::uint32_t kEvReset = 1U << 3;      // connection reset: send/recv ECONNRESET
 
 // Socket address as published (sockaddr_in or sockaddr_in6 bytes, little room to spare).
 struct SlotAddress {
@@ -111,26 +112,26 @@ struct SocketSlot {
   // ---- line 0: published by the TOE ----
   alignas(kCacheLine) std::atomic<std::uint32_t> generation;  // bumped at every (re)use
   std::atomic<SocketState> state;
-  std::atomic<std::uint32_t> events;       // kEv* bits
-  std::atomic<std::int32_t> so_error;      // errno value, valid when error_seq changes
-  std::atomic<std::uint32_t> error_seq;    // bumped with each new so_error
-  std::atomic<std::uint32_t> accept_ready; // listeners: accepted connections waiting in the TOE
-  std::uint16_t family;                    // AF_INET / AF_INET6
-  std::uint16_t type;                      // SOCK_STREAM / SOCK_DGRAM
+  std::atomic<std::uint32_t> events;        // kEv* bits
+  std::atomic<std::int32_t> so_error;       // errno value, valid when error_seq changes
+  std::atomic<std::uint32_t> error_seq;     // bumped with each new so_error
+  std::atomic<std::uint32_t> accept_ready;  // listeners: accepted connections waiting in the TOE
+  std::uint16_t family;                     // AF_INET / AF_INET6
+  std::uint16_t type;                       // SOCK_STREAM / SOCK_DGRAM
   std::int32_t protocol;
   // ---- line 1: addresses, published by the TOE ----
   alignas(kCacheLine) SlotAddress local;
   SlotAddress peer;
   // ---- line 2: guest-owned (the TOE reads rx_signalled / tx_blocked as hints only) ----
   alignas(kCacheLine) std::atomic<std::uint32_t> rx_signalled;  // a byte is (about to be) in A
-  std::atomic<std::uint32_t> tx_blocked;    // guest filled A and waits for the TOE to drain B
-  std::atomic<std::uint32_t> rx_lock;       // futex word: guest processes sharing this socket
-  std::uint32_t rx_offset;                  // bytes of the head rx entry already consumed
-  std::atomic<std::uint32_t> nonblock;      // O_NONBLOCK of A's open file description (mirror)
-  std::atomic<std::uint32_t> tx_inflight;   // bytes sent by the guest, not yet completed
-  std::uint32_t guest_error_seq;            // last error_seq the guest consumed (SO_ERROR)
+  std::atomic<std::uint32_t> tx_blocked;   // guest filled A and waits for the TOE to drain B
+  std::atomic<std::uint32_t> rx_lock;      // futex word: guest processes sharing this socket
+  std::uint32_t rx_offset;                 // bytes of the head rx entry already consumed
+  std::atomic<std::uint32_t> nonblock;     // O_NONBLOCK of A's open file description (mirror)
+  std::atomic<std::uint32_t> tx_inflight;  // bytes sent by the guest, not yet completed
+  std::uint32_t guest_error_seq;           // last error_seq the guest consumed (SO_ERROR)
   std::uint32_t reserved0;
-  std::uint64_t placeholder_ino;            // st_ino of end A: exec'd shims find sockets by it
+  std::uint64_t placeholder_ino;  // st_ino of end A: exec'd shims find sockets by it
   std::uint64_t placeholder_dev;
   std::uint8_t pad2[8];
   // ---- line 3..: the rx ring (RingShared header, then socket_rx_entries RxEntry) follows ----
@@ -230,7 +231,7 @@ inline constexpr std::uint32_t kSidecarMagic = 0x54'53'43'53;  // "SCST"
 
 struct SidecarHello {
   std::uint32_t magic;
-  std::uint32_t version;       // kGuestChannelVersion
+  std::uint32_t version;  // kGuestChannelVersion
   std::uint32_t pid;
   std::uint16_t ivshmem_peer;  // our peer id from the ivshmem server (doorbells to wake us)
   std::uint16_t reserved;
@@ -238,7 +239,7 @@ struct SidecarHello {
 
 struct SidecarWelcome {
   std::uint32_t magic;
-  std::int32_t status;         // 0, or -errno (e.g. -EBUSY: no free lane)
+  std::int32_t status;  // 0, or -errno (e.g. -EBUSY: no free lane)
   std::uint32_t lane;
   std::uint16_t toe_peer;      // ivshmem peer id of the TOE ...
   std::uint16_t toe_vector;    // ... and the vector to ring after enqueuing requests

@@ -36,7 +36,7 @@ struct SpinPolicy {
   std::int64_t min_spin_ns = 0;       // adaptive floor
   std::int64_t max_spin_ns = 20'000;  // adaptive ceiling
   bool adaptive = true;
-  std::int64_t probe_ns = 1'000;      // spin tried every 256 waits when the budget is zero
+  std::int64_t probe_ns = 1'000;  // spin tried every 256 waits when the budget is zero
 
   static SpinPolicy sleep_only() { return {0, 0, 0, false, 0}; }
   static SpinPolicy spin_only() { return {INT64_MAX, 0, INT64_MAX, false, 0}; }

@@ -61,7 +61,14 @@ static_assert(sizeof(AreaDesc) == 48);
 
 // One entry of the peer table: which ivshmem peer plays which role in this region. Advisory
 // (for status and debugging); addressing uses the ids the ivshmem server hands out.
-enum class PeerRole : std::uint16_t { kNone = 0, kGuest = 1, kTovm = 2, kSvm = 3, kHost = 4, kTest = 5 };
+enum class PeerRole : std::uint16_t {
+  kNone = 0,
+  kGuest = 1,
+  kTovm = 2,
+  kSvm = 3,
+  kHost = 4,
+  kTest = 5
+};
 struct PeerEntry {
   std::atomic<std::uint32_t> state;  // 0 free, 1 claimed
   std::uint16_t ivshmem_id;
@@ -83,7 +90,7 @@ struct RegionHeader {
   std::uint32_t area_count;
   std::uint64_t generation;  // bumped at every format: attachers can tell a re-formatted region
   std::uint8_t pad0[24];
-  AreaDesc areas[kMaxAreas];  // 1536 bytes
+  AreaDesc areas[kMaxAreas];   // 1536 bytes
   PeerEntry peers[kMaxPeers];  // 2048 bytes
 };
 static_assert(sizeof(RegionHeader) <= kRegionHeaderSize);

@@ -119,8 +119,8 @@ class SpscRing {
   std::uint32_t capacity_ = 0;
   std::uint32_t mask_ = 0;
   std::uint32_t slot_size_ = 0;
-  std::uint32_t head_ = 0;         // producer: private head; consumer: cached head
-  std::uint32_t tail_ = 0;         // consumer: private tail; producer: cached tail
+  std::uint32_t head_ = 0;  // producer: private head; consumer: cached head
+  std::uint32_t tail_ = 0;  // consumer: private tail; producer: cached tail
   RingEnd end_ = RingEnd::kProducer;
   bool broken_ = false;
   std::string name_;

@@ -1,0 +1,94 @@
+// The platform config file (docs/config.md): one TOML file describes the topology the `tosec`
+// CLI brings up: the runtime directory, the TOVM's engine settings, the guests and their channel
+// geometry, and (reserved, parsed and validated but not used yet) SVMs, chains and policies.
+//
+// Contract: parse_config() either returns a fully validated Config or one Error whose message
+// names the file, the line:column of the offending value and the field path, then what was
+// wrong ("bad.toml:7:11: guest[1].lanes: must be in [1, 256], got 0"). Unknown keys are errors:
+// a typo must never be silently ignored. Not thread-safe against nothing: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tosec/rpc/guest_channel.h"
+#include "tosec/rpc/status.h"
+
+namespace tosec::cli {
+
+inline constexpr const char* kDefaultRuntimeDir = "/run/tosec";
+inline constexpr const char* kDefaultGuestName = "default";
+inline constexpr std::size_t kMaxGuestNameLength = 32;
+// runtime_dir + "/guests/" + name + "/ivshmem.sock" must fit in sockaddr_un::sun_path (108).
+inline constexpr std::size_t kMaxRuntimeDirLength = 56;
+
+struct PlatformConfig {
+  std::string runtime_dir = kDefaultRuntimeDir;
+};
+
+struct TovmConfig {
+  std::uint32_t workers = 1;
+  std::uint64_t spin_ns = 0;
+  std::string log_level = "error";
+};
+
+struct GuestConfig {
+  std::string name;
+  rpc::GuestChannelConfig channel;   // defaults = GuestChannelConfig's
+  std::vector<std::string> exclude;  // CIDRs and "port:N": traffic that stays on the kernel
+};
+
+// ---- reserved: parsed and validated, not used by the platform yet -------------------------
+struct SvmConfig {
+  std::string name;
+  std::string engine;  // "ids" | "waf" | "av" | "acl"
+  std::string rules;   // rules file, relative paths are relative to the config file
+};
+
+struct ChainConfig {
+  std::string name;
+  std::vector<std::vector<std::string>> steps;  // each step: one SVM or a parallel group
+  std::string fail = "closed";                  // "closed" | "open"
+};
+
+struct PolicyConfig {
+  std::string guest;
+  std::string direction = "both";  // "out" | "in" | "both"
+  std::string chain;
+  std::string protocol = "tcp";  // "tcp" | "udp" | "any"
+  std::string remote;            // CIDR, empty = any
+  std::string local;             // CIDR, empty = any
+  std::string port;              // "80" or "8000-8080", empty = any
+};
+
+struct Config {
+  std::string source;  // file name, or "<built-in defaults>"
+  PlatformConfig platform;
+  TovmConfig tovm;
+  std::vector<GuestConfig> guests;
+  std::vector<SvmConfig> svms;
+  std::vector<ChainConfig> chains;
+  std::vector<PolicyConfig> policies;
+
+  const GuestConfig* find_guest(std::string_view name) const;
+};
+
+// Parses and validates `text`; `source` names the file in messages.
+rpc::Result<Config> parse_config(std::string_view text, const std::string& source);
+// Reads and parses `path` ("cannot read PATH: ..." if it cannot be read).
+rpc::Result<Config> load_config(const std::string& path);
+// The built-in configuration used when no -c is given: one guest "default" with the defaults.
+Config default_config();
+
+// One exclude entry: an IPv4/IPv6 address with an optional /prefix, or "port:N" (N in
+// [1, 65535]). The message says what is wrong, without a position.
+rpc::Status check_exclude_entry(std::string_view entry);
+// Splits a comma list ("127.0.0.0/8, port:53"), trimming blanks; each entry checked.
+rpc::Result<std::vector<std::string>> parse_exclude_list(std::string_view list);
+// Guest names: 1-32 of [A-Za-z0-9_.-], starting with a letter or digit (they become file names).
+rpc::Status check_guest_name(std::string_view name);
+
+}  // namespace tosec::cli

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# app: netperf TCP_STREAM | role: guest client
+# netserver in the peer namespace, netperf TCP_STREAM (guest sends) as the guest application.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
+apps_init "$@"
+netperf_guest_client TCP_STREAM 3 -m 16384
+pass "TCP_STREAM: $NETPERF_RESULT (throughput,units,seconds,-)"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# app: netserver (netperf TCP_RR, TCP_CRR, TCP_STREAM, TCP_MAERTS) | role: guest server
+# netserver is the guest application (it forks a child per test); netperf runs in the peer.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
+apps_init "$@"
+apps_require netperf netserver
+free_port
+port=$FREE_PORT
+start_guest_bg netserver netserver -D -4 -p "$port" -L "$HOST_IP"
+srv=$BG_PID
+wait_for_port "$HOST_IP" "$port" 20 "$srv" netserver
+summary=()
+for t in TCP_RR TCP_CRR TCP_STREAM TCP_MAERTS; do
+  args=(-r 64,64)
+  [[ $t == TCP_STREAM || $t == TCP_MAERTS ]] && args=(-m 16384)
+  check_run "netperf-$t" 60 peer netperf -4 -H "$HOST_IP" -p "$port" -t "$t" -l 2 -P 0 -- \
+    "${args[@]}" -o THROUGHPUT,THROUGHPUT_UNITS
+  line="$(grep -E '^[0-9.]+,' "$APPS_TMP/netperf-$t.out" | tail -n1 || true)"
+  is_positive "${line%%,*}" ||
+    fail "netperf $t against the guest netserver: no positive result: $(first_error_line "$APPS_TMP/netperf-$t.out")"
+  summary+=("$t=${line/,/ }")
+  bg_alive "$srv" netserver
+done
+pass "${summary[*]}"
