@@ -36,17 +36,31 @@ struct SharedMap {
   std::size_t size;
 };
 
+// Both ends of one 1024 x 64-byte ring in a private region.
+struct RingPair {
+  RingPair() : map(layout().pow2_size()) {
+    (void)layout().format(map.bytes());
+    view = std::move(*RegionView::attach(map.bytes()));
+    producer = std::move(*SpscRing::attach(view, "r", RingEnd::kProducer));
+    consumer = std::move(*SpscRing::attach(view, "r", RingEnd::kConsumer));
+  }
+  static RegionLayout layout() {
+    RegionLayout l;
+    l.add_ring("r", 1024, 64);
+    return l;
+  }
+  SharedMap map;
+  RegionView view;
+  SpscRing producer, consumer;
+};
+
 // ---- ring throughput, one thread -------------------------------------------------------------
 
 void BM_RingBurstSingleThread(benchmark::State& st) {
   const auto burst = static_cast<std::uint32_t>(st.range(0));
-  RegionLayout l;
-  l.add_ring("r", 1024, 64);
-  SharedMap m(l.pow2_size());
-  (void)l.format(m.bytes());
-  auto v = RegionView::attach(m.bytes());
-  auto p = SpscRing::attach(*v, "r", RingEnd::kProducer);
-  auto c = SpscRing::attach(*v, "r", RingEnd::kConsumer);
+  RingPair ring;
+  auto* p = &ring.producer;
+  auto* c = &ring.consumer;
   std::array<std::array<std::byte, 64>, 256> buf{};
   for (auto _ : st) {
     benchmark::DoNotOptimize(p->enqueue_burst(buf.data(), burst));
@@ -61,13 +75,9 @@ BENCHMARK(BM_RingBurstSingleThread)->Arg(1)->Arg(8)->Arg(32)->Arg(128);
 
 void BM_RingBurstTwoThreads(benchmark::State& st) {
   const auto burst = static_cast<std::uint32_t>(st.range(0));
-  RegionLayout l;
-  l.add_ring("r", 1024, 64);
-  SharedMap m(l.pow2_size());
-  (void)l.format(m.bytes());
-  auto v = RegionView::attach(m.bytes());
-  auto p = SpscRing::attach(*v, "r", RingEnd::kProducer);
-  auto c = SpscRing::attach(*v, "r", RingEnd::kConsumer);
+  RingPair ring;
+  auto* p = &ring.producer;
+  auto* c = &ring.consumer;
   constexpr std::uint64_t kPerIter = 1 << 20;
   for (auto _ : st) {
     std::thread prod([&] {
@@ -136,10 +146,10 @@ void ring_hop(benchmark::State& st, SpinPolicy policy) {
   // One doorbell "peer" (id 1) whose vector 0 wakes the pinger and vector 1 the ponger;
   // created before fork, so both processes share the eventfds, as ivshmem peers do.
   EventfdDoorbells db;
-  std::vector<UniqueFd> fds;
-  fds.push_back(std::move(*make_eventfd()));
-  fds.push_back(std::move(*make_eventfd()));
-  db.set_own(1, std::move(fds));
+  if (!db.create_own(1, 2).ok()) {
+    st.SkipWithError("eventfd creation failed");
+    return;
+  }
   const pid_t child = ::fork();
   if (child == 0) {
     auto e = tosec::eval::attach_end(*view, false);

@@ -21,6 +21,17 @@ void EventfdDoorbells::set_own(PeerId self, std::vector<UniqueFd> fds) {
   own_ = std::move(fds);
 }
 
+Status EventfdDoorbells::create_own(PeerId self, unsigned vectors) {
+  std::vector<UniqueFd> fds;
+  for (unsigned v = 0; v < vectors; ++v) {
+    auto fd = make_eventfd();
+    if (!fd) return fd.error();
+    fds.push_back(std::move(*fd));
+  }
+  set_own(self, std::move(fds));
+  return {};
+}
+
 void EventfdDoorbells::add_peer_vector(PeerId peer, UniqueFd fd) {
   std::unique_lock lock(mu_);
   peers_[peer].push_back(std::move(fd));

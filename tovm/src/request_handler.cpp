@@ -32,9 +32,7 @@ rpc::Status validate_guest_request(const rpc::Descriptor& d, const ValidationCon
   }
   if (d.op == op_u16(rpc::Op::kNop)) return {};
   // 2. ownership
-  if (op_needs_socket(d.op) && ctx.sockets->find(const_cast<SocketTable*>(ctx.sockets) == nullptr
-                                                      ? 0
-                                                      : d.socket) == nullptr) {
+  if (op_needs_socket(d.op) && ctx.sockets->find(d.socket) == nullptr) {
     return bad("socket", d.socket, "is not an open socket of this guest");
   }
   if (d.pool == static_cast<std::uint16_t>(rpc::PoolId::kTx)) {

@@ -38,6 +38,11 @@ TSocket* SocketTable::find(std::uint32_t id) {
   return &sockets_[id];
 }
 
+const TSocket* SocketTable::find(std::uint32_t id) const {
+  if (id >= sockets_.size() || sockets_[id].state == rpc::SocketState::kFree) return nullptr;
+  return &sockets_[id];
+}
+
 std::vector<std::uint32_t> SocketTable::count_by_state() const {
   std::vector<std::uint32_t> c(6, 0);
   for (const auto& s : sockets_) ++c[static_cast<std::size_t>(s.state)];

@@ -173,6 +173,7 @@ TEST_F(QemuIvshmemTest, ProcessPeerSeesQemuJoinRingAndLeave) {
   ASSERT_EQ(::connect(raw.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
   // version, id 1, shm, peer 0 x2, own x2
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(rpc::ivshmem::recv_msg(raw.get(), kTimeoutMs).ok());
+  ASSERT_TRUE(peer.wait_for_peer(1, kTimeoutMs).ok());
 
   start_qemu(2);
   auto qemu_id = peer.wait_for_peer(std::nullopt, kTimeoutMs);

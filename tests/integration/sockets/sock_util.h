@@ -139,6 +139,11 @@ int lowest_free_fd();
 // limit.
 uint64_t raise_nofile(uint64_t n);
 
+// Closes every open AF_INET/AF_INET6 socket not in `keep` (walks /proc/self/fd, asks
+// SO_DOMAIN, uses plain close()). Other fds (pipes, and whatever an interposed library keeps
+// for itself) are left alone.
+void close_inet_sockets_except(const std::vector<int>& keep);
+
 // A forked child. The child runs fn() with alarm() as its last-resort bound and _exit()s with
 // the returned code; it never returns into gtest.
 class Child {

@@ -76,10 +76,7 @@ void run(std::uint64_t n, SpinPolicy policy) {
   // One "peer" (id 1) with two vectors: 0 wakes the consumer, 1 wakes the producer. Created
   // before fork, so both processes hold the same eventfds, as ivshmem peers would.
   EventfdDoorbells db;
-  std::vector<UniqueFd> fds;
-  fds.push_back(std::move(*make_eventfd()));
-  fds.push_back(std::move(*make_eventfd()));
-  db.set_own(1, std::move(fds));
+  ASSERT_TRUE(db.create_own(1, 2).ok());
 
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);

@@ -18,10 +18,7 @@ class PingPong {
     l.add_ring("ping", 64, 8).add_ring("pong", 64, 8);
     EXPECT_TRUE(l.format(buf.bytes()).ok());
     view = std::move(RegionView::attach(buf.bytes()).value());
-    std::vector<UniqueFd> fds;
-    fds.push_back(std::move(make_eventfd().value()));
-    fds.push_back(std::move(make_eventfd().value()));
-    doorbells.set_own(1, std::move(fds));
+    EXPECT_TRUE(doorbells.create_own(1, 2).ok());
   }
   SpscRing end(const char* name, RingEnd e) {
     return std::move(SpscRing::attach(view, name, e).value());

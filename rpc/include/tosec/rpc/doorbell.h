@@ -48,6 +48,9 @@ class EventfdDoorbells final : public DoorbellRinger, public DoorbellWaiter {
 
   // Our own vectors (the server sends them last, tagged with our id).
   void set_own(PeerId self, std::vector<UniqueFd> fds);
+  // Creates `vectors` fresh eventfds as our own vectors, without an ivshmem server: for peers
+  // that share them by fork() (tests, benchmarks) and ring themselves as (self, v).
+  Status create_own(PeerId self, unsigned vectors);
   // Adds a vector fd of another peer (the server sends them one by one, in vector order).
   void add_peer_vector(PeerId peer, UniqueFd fd);
   // Forgets a departed peer and closes its fds.

@@ -79,6 +79,8 @@ static_assert(sizeof(GuestGeometry) == 64);
 
 // One entry of a socket's rx ring: bytes the TOE received for the guest, in an rx chunk that is
 // now lent to the guest. length == 0 never appears (EOF is SocketSlot::events & kEvPeerClosed).
+// SOCK_DGRAM sockets: one entry is one datagram; its chunk starts with a SlotAddress (the
+// source, kDgramRxHeader bytes) followed by the payload, and length counts both.
 struct RxEntry {
   std::uint32_t chunk;
   std::uint32_t length;
@@ -107,6 +109,8 @@ struct SlotAddress {
   std::uint8_t bytes[30];
 };
 static_assert(sizeof(SlotAddress) == 32);
+// Bytes in front of a datagram's payload in its rx chunk (see RxEntry).
+inline constexpr std::uint32_t kDgramRxHeader = sizeof(SlotAddress);
 
 struct SocketSlot {
   // ---- line 0: published by the TOE ----

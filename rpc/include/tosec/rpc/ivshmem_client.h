@@ -58,7 +58,8 @@ class IvshmemClient {
   Result<std::size_t> process_events();
 
   // Waits (processing events) until peer `id` has joined with all its vectors, or, with
-  // std::nullopt, until any peer joins after this call. Returns the peer's id; ETIMEDOUT.
+  // std::nullopt, until the next join this client processes (not one already in peers()).
+  // Returns the peer's id; ETIMEDOUT.
   // A peer that joins and leaves again while we wait counts as joined.
   Result<PeerId> wait_for_peer(std::optional<PeerId> id, int timeout_ms);
   // Waits (processing events) until peer `id` is gone (immediately if it is not known).

@@ -454,3 +454,51 @@ netperf_guest_client() {
   bg_alive "$ns_pid" netserver
   NETPERF_RESULT=$line
 }
+
+# write_nginx_conf DIR LISTEN(IP:PORT) WORKERS: a minimal nginx configuration in DIR
+# (DIR/nginx.conf, logs and temp paths in DIR, document root DIR/www, `daemon off;`).
+write_nginx_conf() {
+  local dir=$1 listen=$2 workers=$3
+  mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
+  cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+master_process on;
+worker_processes $workers;
+user root root;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 256; }
+http {
+  default_type application/octet-stream;
+  types { text/html html; text/plain txt; }
+  access_log $dir/logs/access.log;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 10;
+  server {
+    listen $listen;
+    root $dir/www;
+  }
+}
+NGINX
+}
+
+# start_nginx NAME DIR {guest|peer}: start nginx on DIR/nginx.conf (foreground master); sets BG_PID.
+start_nginx() {
+  local name=$1 dir=$2 where=$3
+  local cmd=(nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log")
+  if [[ "$where" == guest ]]; then
+    start_guest_bg "$name" "${cmd[@]}"
+  else
+    start_bg "$name" --peer "${cmd[@]}"
+  fi
+}
+
+# session_procs SID NAME: how many processes named NAME run in session SID (start_bg makes each
+# background command a session leader, so its pid is the session id of everything it forks).
+session_procs() { pgrep -c -s "$1" -x "$2" 2>/dev/null || true; }

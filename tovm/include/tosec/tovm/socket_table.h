@@ -84,6 +84,7 @@ class SocketTable {
   void release(std::uint32_t id);
   // nullptr unless `id` is in range and allocated.
   TSocket* find(std::uint32_t id);
+  const TSocket* find(std::uint32_t id) const;
   TSocket& at(std::uint32_t id) { return sockets_[id]; }
   std::uint32_t open_count() const { return open_; }
   // Sockets per state, for status (index = SocketState value).

@@ -1,0 +1,180 @@
+// GuestSession: everything the TOE does for one guest.
+//
+// It joins the guest's ivshmem server as a peer, formats the guest region, serves the sidecar
+// (lane handshake and end-B fd passing), consumes the lanes' request rings, drives the stack
+// backend for the guest's sockets and publishes their state into the region.
+//
+// Threading: single-threaded. A Worker (worker.h) owns the epoll set; the session registers its
+// fds there with tokens from make_token() and the worker hands events back through on_event().
+// The per-iteration order (run_once) is: dispatch events, drain request rings, then handle
+// deaths (sidecar EOF / peer departure) and last-reference closes (EOF on B), so requests a
+// guest queued before closing are always processed first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tosec/rpc/buffer_pool.h"
+#include "tosec/rpc/descriptor.h"
+#include "tosec/rpc/guest_channel.h"
+#include "tosec/rpc/ivshmem_client.h"
+#include "tosec/rpc/region.h"
+#include "tosec/rpc/spsc_ring.h"
+#include "tosec/rpc/unique_fd.h"
+#include "tosec/tovm/options.h"
+#include "tosec/tovm/request_handler.h"
+#include "tosec/tovm/socket_table.h"
+#include "tosec/tovm/stack_backend.h"
+
+namespace tosec::tovm {
+
+// epoll tokens: kind in the top 16 bits, index below.
+enum class TokenKind : std::uint16_t {
+  kDoorbell = 1, kIvshmem, kSidecarListen, kSidecarNew, kSidecarLane, kBEnd, kBackend,
+  kStatusListen, kSignal,
+};
+constexpr std::uint64_t make_token(TokenKind k, std::uint64_t index = 0) {
+  return std::uint64_t{static_cast<std::uint16_t>(k)} << 48 | (index & 0xFFFF'FFFF'FFFFULL);
+}
+constexpr TokenKind token_kind(std::uint64_t t) { return static_cast<TokenKind>(t >> 48); }
+constexpr std::uint64_t token_index(std::uint64_t t) { return t & 0xFFFF'FFFF'FFFFULL; }
+
+struct SessionCounters {
+  std::uint64_t bytes_from_guest = 0;  // copied out of tx chunks
+  std::uint64_t bytes_to_guest = 0;    // put into rx chunks
+  std::uint64_t bytes_tx_wire = 0;     // taken by the stack
+  std::uint64_t bytes_rx_wire = 0;     // read from the stack
+  std::uint64_t rx_backpressure_events = 0;  // a socket stopped reading (ring full / no chunk)
+  std::uint64_t bad_descriptors = 0;
+  std::uint64_t guests_reclaimed = 0;  // lanes of dead guest processes reclaimed
+  std::uint64_t lanes_closed_broken = 0;
+};
+
+class GuestSession {
+ public:
+  // Connects to the ivshmem server, formats the region, listens on the sidecar path.
+  static rpc::Result<std::unique_ptr<GuestSession>> create(const TovmOptions& opts, int epoll_fd,
+                                                           std::unique_ptr<StackBackend> backend);
+  ~GuestSession();
+  GuestSession(const GuestSession&) = delete;
+  GuestSession& operator=(const GuestSession&) = delete;
+
+  void on_event(std::uint64_t token, std::uint32_t events);
+  // Drains request rings and does the deferred work of this iteration. True if any request
+  // was processed (the caller loops again before sleeping).
+  bool run_once();
+  // Dekker step before epoll_wait: sets consumer_sleeping on every active request ring, fences,
+  // re-checks. False means work arrived: do not sleep (flags are cleared again).
+  bool prepare_sleep();
+  void after_wake();
+  // True if completions wait for room in a completion ring (the worker then sleeps briefly).
+  bool has_stalled_output() const;
+  // Closes every socket and unlinks the sidecar path.
+  void shutdown();
+
+  std::string status_json() const;
+  const SessionCounters& counters() const { return counters_; }
+  const rpc::GuestChannel& channel() const { return channel_; }
+  rpc::PeerId self_peer() const { return ivshmem_.self_id(); }
+
+ private:
+  struct Lane {
+    bool active = false;
+    std::uint32_t epoch = 0;
+    std::uint32_t pid = 0;
+    rpc::PeerId peer = 0;
+    rpc::SpscRing req;  // consumer end
+    rpc::SpscRing cpl;  // producer end
+    rpc::UniqueFd sidecar;
+    std::unordered_map<std::uint64_t, rpc::UniqueFd> pending_b;  // request_id -> end B
+    std::vector<rpc::Descriptor> out;  // completions not yet in the ring
+    std::vector<std::uint32_t> blocked_check;  // sockets whose tx credit came back
+    std::uint64_t requests = 0;
+    bool dying = false;  // sidecar EOF / peer gone: reclaim after draining
+  };
+
+  GuestSession(const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend);
+  rpc::Status init();
+  void log(LogLevel level, const std::string& msg) const;
+  void epoll_add(int fd, std::uint32_t events, std::uint64_t token);
+  void epoll_del(int fd);
+
+  // sidecar and lanes (guest_session.cpp)
+  void accept_sidecars();
+  void on_sidecar_new(std::uint64_t conn);
+  void read_sidecar(std::uint32_t lane);
+  void handle_hello(std::uint64_t conn, rpc::UniqueFd fd);
+  void mark_lane_dying(std::uint32_t lane, const char* why);
+  void reclaim_lane(std::uint32_t lane);
+  void on_peer_left(rpc::PeerId peer);
+  std::span<std::byte> lane_area(std::uint32_t lane) const;
+
+  // requests (guest_session_ops.cpp)
+  bool drain_lane(std::uint32_t lane);
+  void handle_request(std::uint32_t lane, const rpc::Descriptor& d);
+  void complete(std::uint32_t lane, const rpc::Descriptor& req, std::int64_t result);
+  void flush_completions(std::uint32_t lane);
+  rpc::UniqueFd take_b_end(std::uint32_t lane, std::uint64_t request_id);
+  void op_socket(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_bind(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_listen(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_accept(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_connect(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_send(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_shutdown(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_setsockopt(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_getsockopt(std::uint32_t lane, const rpc::Descriptor& d);
+  void op_buffer_return(const rpc::Descriptor& d);
+  void op_kick(const rpc::Descriptor& d);
+  rpc::Result<SockAddr> read_sockaddr(const rpc::Descriptor& d, std::uint32_t len) const;
+
+  // sockets and data path (guest_session_io.cpp)
+  rpc::Status setup_socket(std::uint32_t id, rpc::UniqueFd b_end);
+  void on_backend_ready();
+  void on_socket_event(std::uint32_t id, const BackendEvent& ev);
+  void on_connect_done(std::uint32_t id);
+  void accept_pending(std::uint32_t id);
+  void read_socket(std::uint32_t id);
+  void flush_tx(std::uint32_t id);
+  void release_deferred(std::uint32_t id, bool all);
+  void on_socket_error(std::uint32_t id, int err);
+  void update_interest(std::uint32_t id);
+  void resume_paused();
+  void signal_readable(std::uint32_t id);
+  void make_writable(std::uint32_t id);
+  void publish_state(std::uint32_t id, rpc::SocketState st);
+  void publish_addresses(std::uint32_t id);
+  void begin_close(std::uint32_t id);
+  void finish_close(std::uint32_t id);
+  void check_tx_blocked(std::uint32_t lane);
+
+  TovmOptions opts_;
+  int epoll_fd_;
+  std::unique_ptr<StackBackend> backend_;
+  rpc::IvshmemClient ivshmem_;
+  rpc::RegionView view_;
+  rpc::GuestChannel channel_;
+  std::size_t peer_index_ = 0;
+  bool peer_claimed_ = false;
+  rpc::UniqueFd sidecar_listen_;
+  std::map<std::uint64_t, rpc::UniqueFd> hello_pending_;  // sidecar connections before hello
+  std::uint64_t next_conn_ = 1;
+  std::vector<Lane> lanes_;
+  SocketTable sockets_;
+  rpc::ChunkLedger tx_held_;       // tx chunks the TOE holds (until their completion is queued)
+  rpc::ChunkAllocator rx_alloc_;
+  std::vector<std::uint32_t> rx_owner_;  // socket id per lent rx chunk
+  std::vector<std::uint32_t> paused_;    // sockets stopped for backpressure
+  std::vector<std::uint32_t> closing_;   // EOF on B seen this iteration
+  std::vector<std::uint32_t> dying_lanes_;
+  SessionCounters counters_;
+  std::chrono::steady_clock::time_point started_;
+  std::vector<std::byte> scratch_;
+};
+
+}  // namespace tosec::tovm
