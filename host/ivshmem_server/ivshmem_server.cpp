@@ -15,8 +15,8 @@
 
 namespace tosec::host {
 
-using rpc::Error;
 using rpc::errno_error;
+using rpc::Error;
 using rpc::Result;
 using rpc::Status;
 using rpc::UniqueFd;

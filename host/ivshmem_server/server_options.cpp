@@ -22,11 +22,21 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   unsigned shift = 0;
   if (p != end) {
     switch (std::toupper(static_cast<unsigned char>(*p))) {
-      case 'B': shift = 0; break;
-      case 'K': shift = 10; break;
-      case 'M': shift = 20; break;
-      case 'G': shift = 30; break;
-      case 'T': shift = 40; break;
+      case 'B':
+        shift = 0;
+        break;
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      case 'T':
+        shift = 40;
+        break;
       default:
         return Error{EINVAL, "invalid size suffix in '" + std::string(text) + "' (use K, M, G, T)"};
     }
@@ -64,15 +74,25 @@ Result<ServerOptions> parse_server_options(int argc, char* const argv[]) {
   int c = 0;
   while ((c = ::getopt(argc, argv, ":hvFRp:S:m:M:l:n:")) != -1) {
     switch (c) {
-      case 'h': o.help = true; break;
-      case 'v': o.verbose = true; break;
-      case 'F': o.foreground = true; break;
-      case 'R': o.id_policy = IdPolicy::kRoundRobin; break;
+      case 'h':
+        o.help = true;
+        break;
+      case 'v':
+        o.verbose = true;
+        break;
+      case 'F':
+        o.foreground = true;
+        break;
+      case 'R':
+        o.id_policy = IdPolicy::kRoundRobin;
+        break;
       case 'p':
         o.pid_file = optarg;
         o.pid_file_given = true;
         break;
-      case 'S': o.socket_path = optarg; break;
+      case 'S':
+        o.socket_path = optarg;
+        break;
       case 'M':
       case 'm':
         o.shm_arg = optarg;
@@ -91,8 +111,11 @@ Result<ServerOptions> parse_server_options(int argc, char* const argv[]) {
         o.vectors = *v;
         break;
       }
-      case ':': return Error{EINVAL, std::string("option -") + static_cast<char>(optopt) + " needs an argument"};
-      default: return Error{EINVAL, std::string("unknown option -") + static_cast<char>(optopt)};
+      case ':':
+        return Error{EINVAL,
+                     std::string("option -") + static_cast<char>(optopt) + " needs an argument"};
+      default:
+        return Error{EINVAL, std::string("unknown option -") + static_cast<char>(optopt)};
     }
   }
   if (optind < argc) {

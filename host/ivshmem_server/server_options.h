@@ -13,18 +13,18 @@
 namespace tosec::host {
 
 struct ServerOptions {
-  std::string socket_path = "/tmp/ivshmem_socket";        // -S
-  ShmFlag shm_flag = ShmFlag::kPosixName;                  // -M / -m
-  std::string shm_arg = "ivshmem";                          // QEMU's default object name
-  std::uint64_t shm_size = std::uint64_t{4} << 20;         // -l, QEMU's default 4 MiB
-  unsigned vectors = 1;                                     // -n
-  bool foreground = false;                                  // -F (default: daemonize)
-  std::string pid_file = "/var/run/ivshmem-server.pid";    // -p
+  std::string socket_path = "/tmp/ivshmem_socket";       // -S
+  ShmFlag shm_flag = ShmFlag::kPosixName;                // -M / -m
+  std::string shm_arg = "ivshmem";                       // QEMU's default object name
+  std::uint64_t shm_size = std::uint64_t{4} << 20;       // -l, QEMU's default 4 MiB
+  unsigned vectors = 1;                                  // -n
+  bool foreground = false;                               // -F (default: daemonize)
+  std::string pid_file = "/var/run/ivshmem-server.pid";  // -p
   bool pid_file_given = false;
-  bool verbose = false;                                     // -v
-  IdPolicy id_policy = IdPolicy::kLowestFree;               // -R: QEMU's round-robin ids
-  bool help = false;                                        // -h
-  std::vector<std::string> warnings;  // to print on stderr before starting
+  bool verbose = false;                        // -v
+  IdPolicy id_policy = IdPolicy::kLowestFree;  // -R: QEMU's round-robin ids
+  bool help = false;                           // -h
+  std::vector<std::string> warnings;           // to print on stderr before starting
 };
 
 // Parses argv (getopt; may be called repeatedly). Errors name the offending flag.

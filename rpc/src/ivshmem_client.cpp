@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include "tosec/rpc/ivshmem_protocol.h"
@@ -19,7 +20,16 @@ std::int64_t now_ms() {
       .count();
 }
 
+constexpr std::int64_t kNoDeadline = INT64_MAX;
+
+// A negative timeout means "wait forever", as for poll().
+std::int64_t deadline_after(int timeout_ms) {
+  return timeout_ms < 0 ? kNoDeadline : now_ms() + timeout_ms;
+}
+
+// Milliseconds left for poll(): -1 without a deadline, 0 once it passed.
 int left_ms(std::int64_t deadline_ms) {
+  if (deadline_ms == kNoDeadline) return -1;
   const std::int64_t left = deadline_ms - now_ms();
   return left <= 0 ? 0 : static_cast<int>(left);
 }
@@ -71,13 +81,13 @@ std::vector<PeerId> IvshmemClient::peers() const {
 Status IvshmemClient::connect(const std::string& socket_path) {
   if (sock_.valid() || own_done_) return Error{EISCONN, "ivshmem: client already connected"};
   if (options_.vectors == 0 || options_.vectors > 0x10000) {
-    return Error{EINVAL, "ivshmem: vectors must be in [1, 65536], not " +
-                             std::to_string(options_.vectors)};
+    return Error{EINVAL,
+                 "ivshmem: vectors must be in [1, 65536], not " + std::to_string(options_.vectors)};
   }
   auto fd = connect_unix(socket_path);
   if (!fd) return fd.error();
   sock_ = std::move(*fd);
-  const std::int64_t deadline = now_ms() + options_.connect_timeout_ms;
+  const std::int64_t deadline = deadline_after(options_.connect_timeout_ms);
   const std::string who = "ivshmem server " + socket_path;
 
   auto version = ivshmem::recv_msg(sock_.get(), left_ms(deadline));
@@ -111,11 +121,10 @@ Status IvshmemClient::connect(const std::string& socket_path) {
       return fail({m.error().code, who + ": handshake: " + m.error().message + " (" + state + ")"});
     }
     if (!own_pending_.empty() && m->value != self_) {
-      return fail({EPROTO, who + " sent only " + std::to_string(own_pending_.size()) +
-                               " own vectors, this client needs " +
-                               std::to_string(options_.vectors) +
-                               " (start the server with -n >= " +
-                               std::to_string(options_.vectors) + ")"});
+      return fail(
+          {EPROTO, who + " sent only " + std::to_string(own_pending_.size()) +
+                       " own vectors, this client needs " + std::to_string(options_.vectors) +
+                       " (start the server with -n >= " + std::to_string(options_.vectors) + ")"});
     }
     auto e = apply(m->value, std::move(m->fd));
     if (!e) return fail({e.error().code, who + ": " + e.error().message});
@@ -137,8 +146,8 @@ Result<IvshmemClient::Event> IvshmemClient::apply(std::int64_t value, UniqueFd f
   }
   const auto id = static_cast<PeerId>(value);
   if (!fd.valid()) {
-    if (id == self_) return Error{EPROTO, "server announced our own id " + std::to_string(id) +
-                                              " as departed"};
+    if (id == self_)
+      return Error{EPROTO, "server announced our own id " + std::to_string(id) + " as departed"};
     auto it = peer_vecs_.find(id);
     if (it == peer_vecs_.end()) return Event::kNone;  // never announced to us: nothing to undo
     const bool was_complete = it->second == options_.vectors;
@@ -209,7 +218,7 @@ Result<bool> IvshmemClient::wait_readable(std::int64_t deadline_ms) {
 }
 
 Result<PeerId> IvshmemClient::wait_for_peer(std::optional<PeerId> id, int timeout_ms) {
-  const std::int64_t deadline = now_ms() + timeout_ms;
+  const std::int64_t deadline = deadline_after(timeout_ms);
   for (;;) {
     if (id && complete(*id)) return *id;
     if (!sock_.valid()) return Error{ENOTCONN, "ivshmem: client not connected"};
@@ -229,7 +238,7 @@ Result<PeerId> IvshmemClient::wait_for_peer(std::optional<PeerId> id, int timeou
 }
 
 Status IvshmemClient::wait_for_peer_left(PeerId id, int timeout_ms) {
-  const std::int64_t deadline = now_ms() + timeout_ms;
+  const std::int64_t deadline = deadline_after(timeout_ms);
   while (peer_vecs_.count(id) != 0) {
     if (!sock_.valid()) return Error{ENOTCONN, "ivshmem: client not connected"};
     auto readable = wait_readable(deadline);

@@ -120,11 +120,27 @@ class QemuIvshmemTest : public ::testing::Test {
 
   void start_qemu(unsigned vectors) {
     qemu_ = ChildProcess::spawn(
-        {qemu_bin_, "-accel", "tcg", "-S", "-display", "none", "-nodefaults", "-machine", "q35",
-         "-m", "64", "-chardev", "socket,path=" + sock_ + ",id=ivs", "-device",
+        {qemu_bin_,
+         "-accel",
+         "tcg",
+         "-S",
+         "-display",
+         "none",
+         "-nodefaults",
+         "-machine",
+         "q35",
+         "-m",
+         "64",
+         "-chardev",
+         "socket,path=" + sock_ + ",id=ivs",
+         "-device",
          "ivshmem-doorbell,chardev=ivs,vectors=" + std::to_string(vectors) + ",addr=04.0",
-         "-qmp", "unix:" + dir_.file("qmp.sock") + ",server=on,wait=off", "-qtest",
-         "unix:" + dir_.file("qtest.sock") + ",server=on,wait=off", "-qtest-log", "/dev/null"},
+         "-qmp",
+         "unix:" + dir_.file("qmp.sock") + ",server=on,wait=off",
+         "-qtest",
+         "unix:" + dir_.file("qtest.sock") + ",server=on,wait=off",
+         "-qtest-log",
+         "/dev/null"},
         dir_.file("qemu.out"), dir_.file("qemu.err"));
     ASSERT_TRUE(qemu_.started());
   }
@@ -144,8 +160,8 @@ class QemuIvshmemTest : public ::testing::Test {
 
   std::string diag() const {
     return "\n--- server stdout:\n" + test::slurp(dir_.file("server.out")) +
-           "--- server stderr:\n" + test::slurp(dir_.file("server.err")) +
-           "--- qemu stderr:\n" + test::slurp(dir_.file("qemu.err"));
+           "--- server stderr:\n" + test::slurp(dir_.file("server.err")) + "--- qemu stderr:\n" +
+           test::slurp(dir_.file("qemu.err"));
   }
 
   TempDir dir_;

@@ -253,7 +253,8 @@ TEST(IvshmemClient, ExtraVectorsAreClosedAsTheSpecSays) {
   IvshmemClient c(opts(2));
   ASSERT_TRUE(connect_to(c, srv).ok());
   srv.join();
-  ASSERT_TRUE(test::wait_until([&] { return c.process_events().ok() && c.extra_vectors_closed() == 2; }, 2000));
+  ASSERT_TRUE(test::wait_until(
+      [&] { return c.process_events().ok() && c.extra_vectors_closed() == 2; }, 2000));
   EXPECT_EQ(c.doorbells().peer_vector_count(0), 2U);
   EXPECT_EQ(c.doorbells().own_fd(2), -1);
 }
@@ -305,7 +306,12 @@ TEST(IvshmemClient, DepartureOfOurOwnIdIsAProtocolError) {
   ASSERT_TRUE(connect_to(c, srv).ok());
   srv.join();
   Result<std::size_t> r = std::size_t{0};
-  ASSERT_TRUE(test::wait_until([&] { r = c.process_events(); return !r.ok(); }, 2000));
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        r = c.process_events();
+        return !r.ok();
+      },
+      2000));
   EXPECT_EQ(r.error().code, EPROTO);
   EXPECT_NE(r.error().message.find("our own id 4"), std::string::npos) << r.error().message;
   EXPECT_FALSE(c.connected());
@@ -322,6 +328,17 @@ TEST(IvshmemClient, WaitForPeerTimesOut) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ETIMEDOUT);
   EXPECT_NE(r.error().message.find("peer 5"), std::string::npos);
+}
+
+TEST(IvshmemClient, NegativeTimeoutWaitsForever) {
+  FakeServer srv([](int s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    send_prologue(s, 0);
+    send_new_eventfd(s, 0);
+  });
+  IvshmemClient c(opts(1, -1));
+  auto s = connect_to(c, srv);
+  EXPECT_TRUE(s.ok()) << s.message();
 }
 
 TEST(IvshmemClient, RejectsZeroVectors) {

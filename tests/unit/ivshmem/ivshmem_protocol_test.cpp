@@ -97,8 +97,8 @@ TEST(IvshmemProtocol, WireFormatIsLittleEndianInt64) {
   ASSERT_TRUE(ivshmem::send_msg(p.a.get(), -1).ok());
   std::array<unsigned char, 16> got{};
   ASSERT_EQ(::recv(p.b.get(), got.data(), got.size(), MSG_WAITALL), 16);
-  const std::array<unsigned char, 16> want{8, 7, 6, 5, 4, 3, 2, 1, 0xff, 0xff, 0xff, 0xff,
-                                           0xff, 0xff, 0xff, 0xff};
+  const std::array<unsigned char, 16> want{8,    7,    6,    5,    4,    3,    2,    1,
+                                           0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
   EXPECT_EQ(got, want);
 }
 

@@ -28,8 +28,8 @@ struct ServerRun {
 ServerRun start(const TempDir& dir, const std::vector<std::string>& args) {
   std::vector<std::string> argv{TOSEC_IVSHMEM_SERVER_BIN};
   for (const auto& a : args) argv.push_back(a);
-  ServerRun r{ChildProcess::spawn(argv, dir.file("stdout"), dir.file("stderr")),
-              dir.file("stdout"), dir.file("stderr")};
+  ServerRun r{ChildProcess::spawn(argv, dir.file("stdout"), dir.file("stderr")), dir.file("stdout"),
+              dir.file("stderr")};
   EXPECT_TRUE(r.proc.started());
   return r;
 }
@@ -128,7 +128,7 @@ TEST(IvshmemServerBinary, DaemonIsReadyWhenTheParentExits) {
     EXPECT_EQ(c.region().size(), 1U << 20);
   }
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  EXPECT_TRUE(test::wait_until([&] { return ::kill(pid, 0) != 0; }, kTimeoutMs));
+  EXPECT_TRUE(test::wait_until([&] { return test::process_gone(pid); }, kTimeoutMs));
   guard.release();
   EXPECT_FALSE(test::path_exists(sock));
   EXPECT_FALSE(test::path_exists(pid_file)) << "pid file removed on clean exit";

@@ -43,8 +43,8 @@ TEST(IvshmemServerOptions, DefaultsAreQemus) {
 }
 
 TEST(IvshmemServerOptions, AllFlags) {
-  auto o = parse({"-F", "-v", "-S", "/run/x.sock", "-M", "tosec-g0", "-l", "64K", "-n", "8",
-                  "-p", "/run/x.pid", "-R"});
+  auto o = parse({"-F", "-v", "-S", "/run/x.sock", "-M", "tosec-g0", "-l", "64K", "-n", "8", "-p",
+                  "/run/x.pid", "-R"});
   ASSERT_TRUE(o.ok()) << o.error().message;
   EXPECT_EQ(o->socket_path, "/run/x.sock");
   EXPECT_EQ(o->shm_flag, ShmFlag::kPosixName);

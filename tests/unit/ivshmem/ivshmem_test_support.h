@@ -147,6 +147,15 @@ class ChildProcess {
   pid_t pid_ = -1;
 };
 
+// True once `pid` exited. A daemon is not our child: after exiting it stays a zombie until its
+// new parent (init or a subreaper) reaps it, so a zombie counts as gone.
+inline bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(')');
+  return paren == std::string::npos || (paren + 2 < stat.size() && stat[paren + 2] == 'Z');
+}
+
 // Kills a process we did not fork (a daemon) when the guard goes out of scope.
 class PidGuard {
  public:
@@ -154,9 +163,9 @@ class PidGuard {
   PidGuard(const PidGuard&) = delete;
   PidGuard& operator=(const PidGuard&) = delete;
   ~PidGuard() {
-    if (pid_ > 0 && ::kill(pid_, 0) == 0) {
+    if (pid_ > 0 && !process_gone(pid_)) {
       ::kill(pid_, SIGTERM);
-      if (!wait_until([&] { return ::kill(pid_, 0) != 0; }, 3000)) ::kill(pid_, SIGKILL);
+      if (!wait_until([&] { return process_gone(pid_); }, 3000)) ::kill(pid_, SIGKILL);
     }
   }
   void set(pid_t pid) { pid_ = pid; }

@@ -29,7 +29,8 @@ struct IvshmemClientOptions {
   // server has sent this many own vectors; it must not exceed the server's `-n`. If the server has
   // more, the extra fds (own and peers') are closed, as the ivshmem spec prescribes.
   unsigned vectors = 1;
-  // Bound on the whole handshake (a socket that is not an ivshmem server never answers).
+  // Bound on the whole handshake (a socket that is not an ivshmem server never answers);
+  // negative waits forever.
   int connect_timeout_ms = 5000;
 };
 
@@ -60,7 +61,8 @@ class IvshmemClient {
   // Waits (processing events) until peer `id` has joined with all its vectors, or, with
   // std::nullopt, until the next join this client processes (not one already in peers()).
   // Returns the peer's id; ETIMEDOUT.
-  // A peer that joins and leaves again while we wait counts as joined.
+  // A peer that joins and leaves again while we wait counts as joined. Negative timeouts wait
+  // forever.
   Result<PeerId> wait_for_peer(std::optional<PeerId> id, int timeout_ms);
   // Waits (processing events) until peer `id` is gone (immediately if it is not known).
   Status wait_for_peer_left(PeerId id, int timeout_ms);
