@@ -13,18 +13,20 @@ namespace tosec::guest {
 enum class LogLevel { kError = 0, kInfo = 1, kDebug = 2 };
 
 struct Config {
-  bool offload = true;          // TOSEC_OFFLOAD != "none"
-  std::string ivshmem_socket;   // TOSEC_IVSHMEM_SOCKET
-  std::string toe_socket;       // TOSEC_TOE_SOCKET
-  unsigned ivshmem_vectors = 1; // TOSEC_IVSHMEM_VECTORS (must match the server's -n or less)
+  bool offload = true;           // TOSEC_OFFLOAD != "none"
+  std::string ivshmem_socket;    // TOSEC_IVSHMEM_SOCKET
+  std::string toe_socket;        // TOSEC_TOE_SOCKET
+  unsigned ivshmem_vectors = 1;  // TOSEC_IVSHMEM_VECTORS (must match the server's -n or less)
   LogLevel log = LogLevel::kError;
-  ExclusionPolicy exclude;      // TOSEC_EXCLUDE (default: port:53)
+  ExclusionPolicy exclude;  // TOSEC_EXCLUDE (default: port:53)
 };
 
 // Reads the environment on first call.
 const Config& config();
 
 void log(LogLevel level, const std::string& message);
-inline bool log_enabled(LogLevel level) { return static_cast<int>(level) <= static_cast<int>(config().log); }
+inline bool log_enabled(LogLevel level) {
+  return static_cast<int>(level) <= static_cast<int>(config().log);
+}
 
 }  // namespace tosec::guest

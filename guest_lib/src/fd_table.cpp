@@ -21,8 +21,9 @@ FdTable::Lookup FdTable::get(int fd) const {
   const std::uint64_t v = e_[fd].load(std::memory_order_acquire);
   if (v == 0) return {Kind::kUnknown, {}};
   if (v == 1) return {Kind::kKernel, {}};
-  return {Kind::kOffloaded,
-          {static_cast<std::uint32_t>((v & 0xFFFF'FFFFU) >> 2), static_cast<std::uint32_t>(v >> 32)}};
+  return {
+      Kind::kOffloaded,
+      {static_cast<std::uint32_t>((v & 0xFFFF'FFFFU) >> 2), static_cast<std::uint32_t>(v >> 32)}};
 }
 
 void FdTable::set_offloaded(int fd, SocketRef ref) {
@@ -36,6 +37,9 @@ void FdTable::set_offloaded(int fd, SocketRef ref) {
 void FdTable::set_kernel(int fd) {
   if (fd < 0 || fd >= kMaxFd) return;
   e_[fd].store(1, std::memory_order_release);
+  int h = high_.load(std::memory_order_relaxed);
+  while (fd + 1 > h && !high_.compare_exchange_weak(h, fd + 1, std::memory_order_relaxed)) {
+  }
 }
 
 void FdTable::forget(int fd) {
@@ -60,10 +64,7 @@ void FdTable::copy(int from, int to) {
 
 void FdTable::clear() {
   const int h = high_.load(std::memory_order_relaxed);
-  for (int i = 0; i < kMaxFd; ++i) {
-    if (i >= h && e_[i].load(std::memory_order_relaxed) == 0) continue;
-    e_[i].store(0, std::memory_order_relaxed);
-  }
+  for (int i = 0; i < h; ++i) e_[i].store(0, std::memory_order_relaxed);
 }
 
 FdTable& fd_table() {

@@ -42,7 +42,7 @@ class FdTable {
   void forget(int fd);  // back to unknown (closed or reused behind our back)
   // Copies fd `from`'s entry to `to` (dup2/dup3/F_DUPFD).
   void copy(int from, int to);
-  // Highest fd number ever marked offloaded + 1 (bounds close_range scans).
+  // Highest fd number ever given an entry + 1 (bounds close_range scans).
   int high_water() const { return high_.load(std::memory_order_relaxed); }
   // Forgets every entry (tests; exec is implicit).
   void clear();

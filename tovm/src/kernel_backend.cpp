@@ -144,7 +144,10 @@ rpc::Status KernelBackend::set_interest(BackendHandle h, std::uint64_t token, In
   if (interest.read) ev |= EPOLLIN | EPOLLRDHUP;
   if (interest.write) ev |= EPOLLOUT;
   Reg& r = it->second;
-  if (ev == r.events && token == r.token) return {};
+  if (ev == r.events && (token == r.token || ev == 0)) {
+    r.token = token;
+    return {};
+  }
   epoll_event e{};
   e.events = ev;
   e.data.u64 = token;

@@ -36,8 +36,21 @@ std::string tovm_usage(const char* prog) {
 
 rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
   enum {
-    kGuest = 1000, kIvshmem, kSidecar, kStatus, kLanes, kMaxSockets, kRingSlots, kRxEntries,
-    kChunkSize, kTxChunks, kRxChunks, kWorkers, kSpinNs, kLogLevel, kHelp
+    kGuest = 1000,
+    kIvshmem,
+    kSidecar,
+    kStatus,
+    kLanes,
+    kMaxSockets,
+    kRingSlots,
+    kRxEntries,
+    kChunkSize,
+    kTxChunks,
+    kRxChunks,
+    kWorkers,
+    kSpinNs,
+    kLogLevel,
+    kHelp
   };
   static const option longopts[] = {
       {"guest", required_argument, nullptr, kGuest},
@@ -66,35 +79,61 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
     if (c == -1) break;
     rpc::Status s;
     switch (c) {
-      case kGuest: o.guest = optarg; break;
-      case kIvshmem: o.ivshmem = optarg; break;
-      case kSidecar: o.sidecar = optarg; break;
-      case kStatus: o.status = optarg; break;
-      case kLanes: s = parse_num("lanes", optarg, o.channel.lanes, 1U, kMaxU32); break;
-      case kMaxSockets: s = parse_num("max-sockets", optarg, o.channel.max_sockets, 1U, kMaxU32); break;
-      case kRingSlots: s = parse_num("ring-slots", optarg, o.channel.ring_slots, 1U, kMaxU32); break;
+      case kGuest:
+        o.guest = optarg;
+        break;
+      case kIvshmem:
+        o.ivshmem = optarg;
+        break;
+      case kSidecar:
+        o.sidecar = optarg;
+        break;
+      case kStatus:
+        o.status = optarg;
+        break;
+      case kLanes:
+        s = parse_num("lanes", optarg, o.channel.lanes, 1U, kMaxU32);
+        break;
+      case kMaxSockets:
+        s = parse_num("max-sockets", optarg, o.channel.max_sockets, 1U, kMaxU32);
+        break;
+      case kRingSlots:
+        s = parse_num("ring-slots", optarg, o.channel.ring_slots, 1U, kMaxU32);
+        break;
       case kRxEntries:
         s = parse_num("socket-rx-entries", optarg, o.channel.socket_rx_entries, 1U, kMaxU32);
         break;
-      case kChunkSize: s = parse_num("chunk-size", optarg, o.channel.chunk_size, 1U, kMaxU32); break;
+      case kChunkSize:
+        s = parse_num("chunk-size", optarg, o.channel.chunk_size, 1U, kMaxU32);
+        break;
       case kTxChunks:
         s = parse_num("tx-chunks-per-lane", optarg, o.channel.tx_chunks_per_lane, 1U, kMaxU32);
         break;
-      case kRxChunks: s = parse_num("rx-chunks", optarg, o.channel.rx_chunks, 1U, kMaxU32); break;
-      case kWorkers: s = parse_num("workers", optarg, o.workers, 1U, 64U); break;
+      case kRxChunks:
+        s = parse_num("rx-chunks", optarg, o.channel.rx_chunks, 1U, kMaxU32);
+        break;
+      case kWorkers:
+        s = parse_num("workers", optarg, o.workers, 1U, 64U);
+        break;
       case kSpinNs:
         s = parse_num("spin-ns", optarg, o.spin_ns, std::int64_t{0}, std::int64_t{1'000'000'000});
         break;
       case kLogLevel: {
         const std::string_view v(optarg);
-        if (v == "error") o.log_level = LogLevel::kError;
-        else if (v == "info") o.log_level = LogLevel::kInfo;
-        else if (v == "debug") o.log_level = LogLevel::kDebug;
-        else s = rpc::Error{EINVAL, "--log-level: invalid value '" + std::string(v) + "'"};
+        if (v == "error")
+          o.log_level = LogLevel::kError;
+        else if (v == "info")
+          o.log_level = LogLevel::kInfo;
+        else if (v == "debug")
+          o.log_level = LogLevel::kDebug;
+        else
+          s = rpc::Error{EINVAL, "--log-level: invalid value '" + std::string(v) + "'"};
         break;
       }
       case 'h':
-      case kHelp: o.help = true; break;
+      case kHelp:
+        o.help = true;
+        break;
       default: {
         const char* bad = (optind > 0 && optind <= argc) ? argv[optind - 1] : "?";
         return rpc::Error{EINVAL, std::string("unknown option or missing argument: ") + bad};

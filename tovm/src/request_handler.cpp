@@ -8,8 +8,8 @@ namespace tosec::tovm {
 
 namespace {
 rpc::Error bad(const char* field, std::uint64_t value, const char* why) {
-  return rpc::Error{EINVAL, std::string("descriptor: ") + field + " " + std::to_string(value) +
-                                " " + why};
+  return rpc::Error{EINVAL,
+                    std::string("descriptor: ") + field + " " + std::to_string(value) + " " + why};
 }
 constexpr auto op_u16(rpc::Op op) { return static_cast<std::uint16_t>(op); }
 }  // namespace

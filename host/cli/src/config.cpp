@@ -1,6 +1,7 @@
 #include "tosec/cli/config.h"
 
 #include <arpa/inet.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <bit>
@@ -9,8 +10,6 @@
 #include <initializer_list>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 namespace tosec::cli {
 
@@ -154,16 +153,26 @@ struct ConfigError {
 
 const char* type_name(toml::node_type t) {
   switch (t) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -238,11 +247,13 @@ class Parser {
     if (n == nullptr) return;
     const std::string p = join(path, key);
     const auto* v = n->as_integer();
-    if (v == nullptr) fail(n->source(), p, std::string("expected an integer, got ") + type_name(n->type()));
+    if (v == nullptr)
+      fail(n->source(), p, std::string("expected an integer, got ") + type_name(n->type()));
     const std::int64_t x = v->get();
     if (x < 0 || static_cast<std::uint64_t>(x) < lo || static_cast<std::uint64_t>(x) > hi) {
-      fail(n->source(), p, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                               "], got " + std::to_string(x));
+      fail(n->source(), p,
+           "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+               std::to_string(x));
     }
     *out = static_cast<T>(x);
   }
@@ -266,7 +277,8 @@ class Parser {
     if (n == nullptr) return nullptr;
     const auto* v = n->as_string();
     if (v == nullptr) {
-      fail(n->source(), join(path, key), std::string("expected a string, got ") + type_name(n->type()));
+      fail(n->source(), join(path, key),
+           std::string("expected a string, got ") + type_name(n->type()));
     }
     *out = v->get();
     return n;
@@ -295,7 +307,8 @@ class Parser {
     if (n == nullptr) return nullptr;
     if (!n->is_table()) {
       fail(n->source(), std::string(key),
-           std::string("expected a table ([") + std::string(key) + "]), got " + type_name(n->type()));
+           std::string("expected a table ([") + std::string(key) + "]), got " +
+               type_name(n->type()));
     }
     return n->as_table();
   }
@@ -343,7 +356,7 @@ class Parser {
       check_keys(*t, "tovm", {"workers", "spin_ns", "log_level"});
       get_uint(*t, "workers", "tovm", 1, 64, &c.tovm.workers);
       get_uint(*t, "spin_ns", "tovm", 0, 1'000'000'000, &c.tovm.spin_ns);
-      get_enum(*t, "log_level", "tovm", {"error", "warn", "info", "debug"}, &c.tovm.log_level);
+      get_enum(*t, "log_level", "tovm", {"error", "info", "debug"}, &c.tovm.log_level);
     }
 
     const auto guests = tables(root, "guest");
@@ -402,6 +415,14 @@ class Parser {
                std::to_string(std::uint64_t{ch.tx_chunks_per_lane} * ch.lanes));
     }
     get_uint(t, "rx_chunks", path, 1, 1U << 24, &ch.rx_chunks);
+    const std::uint64_t size = rpc::guest_region_layout(ch).pow2_size();
+    if (size > kMaxRegionSize) {
+      fail(t.source(), path,
+           "the guest region would be " + std::to_string(size >> 20) + " MiB, more than the " +
+               std::to_string(kMaxRegionSize >> 30) +
+               " GiB limit; lower rx_chunks, tx_chunks_per_lane, lanes, chunk_size or "
+               "max_sockets");
+    }
     if (const toml::node* n = t.get("exclude")) {
       const auto* arr = n->as_array();
       if (arr == nullptr) {
@@ -412,7 +433,8 @@ class Parser {
         const toml::node& e = *arr->get(i);
         const std::string p = path + ".exclude[" + std::to_string(i) + "]";
         const auto* s = e.as_string();
-        if (s == nullptr) fail(e.source(), p, std::string("expected a string, got ") + type_name(e.type()));
+        if (s == nullptr)
+          fail(e.source(), p, std::string("expected a string, got ") + type_name(e.type()));
         if (auto st = check_exclude_entry(s->get()); !st) fail(e.source(), p, st.message());
         g.exclude.push_back(s->get());
       }
@@ -456,7 +478,7 @@ class Parser {
       const toml::node& step = *steps->get(i);
       const std::string sp = path + ".steps[" + std::to_string(i) + "]";
       std::vector<std::pair<const toml::node*, std::string>> names;
-      if (const auto* s = step.as_string()) {  // a bare "ids" is a one-SVM step
+      if (step.is_string()) {  // a bare "ids" is a one-SVM step
         names.emplace_back(&step, sp);
       } else if (const auto* group = step.as_array(); group != nullptr && !group->empty()) {
         for (std::size_t j = 0; j < group->size(); ++j) {
@@ -468,7 +490,9 @@ class Parser {
       std::vector<std::string> out;
       for (const auto& [node, np] : names) {
         const auto* s = node->as_string();
-        if (s == nullptr) fail(node->source(), np, std::string("expected an SVM name, got ") + type_name(node->type()));
+        if (s == nullptr)
+          fail(node->source(), np,
+               std::string("expected an SVM name, got ") + type_name(node->type()));
         const std::string& name = s->get();
         const bool known = std::any_of(c.svms.begin(), c.svms.end(),
                                        [&](const SvmConfig& v) { return v.name == name; });

@@ -108,7 +108,8 @@ Result<std::string> resolve_preload(const char* env_preload, const std::string& 
 Result<Binaries> resolve_binaries(const char* env_bin_dir, const std::string& self_dir,
                                   const ExistsFn& executable) {
   const bool from_env = env_bin_dir != nullptr && *env_bin_dir != '\0';
-  const std::string dir = from_env ? std::string(env_bin_dir) : self_dir;
+  // Absolute: the supervisor chdirs to / and restarts children from there.
+  const std::string dir = absolute(from_env ? std::string(env_bin_dir) : self_dir);
   Binaries b{dir + "/" + kIvshmemServerName, dir + "/" + kTovmName};
   for (const auto* p : {&b.ivshmem_server, &b.tovm}) {
     if (!executable(*p)) {

@@ -58,6 +58,7 @@ namespace {
   ::close_range(static_cast<unsigned>(report_fd) + 1, ~0U, 0);
   ::execvpe(argv[0], argv, envp);
   die(errno);
+  ::_exit(127);  // not reached: die() exits
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # app: curl (HTTP GET from nginx) | role: guest client
 # nginx serves a 16 MiB random file and a small page from the peer; curl is the guest. Checks the
-# content of the page and the sha256 of the big file, and a keep-alive reuse (two URLs, one run).
+# content of the page and the sha256 of the big file (two URLs in one run: keep-alive reuse).
+# The transfer is rate-limited to 32 MB/s (~0.5 s) so that the offload check's ss sampler sees
+# the connection.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
 apps_init "$@"
 apps_require nginx curl
@@ -13,11 +16,13 @@ sum="$(make_random_file "$web/www/big.bin" 16)"
 printf 'hello from H2 %s\n' "$$" >"$web/www/index.html"
 start_nginx nginx "$web" peer
 wait_for_port --peer "$PEER_IP" "$port" 10 "$BG_PID" nginx
-check_run curl 60 guest curl -sS --fail --max-time 50 -o "$APPS_TMP/got.html" \
+offload_watch_start "dst $PEER_IP"
+check_run curl 60 guest curl -sS --fail --max-time 50 --limit-rate 32M -o "$APPS_TMP/got.html" \
   "http://$PEER_IP:$port/index.html" -o "$APPS_TMP/got.bin" "http://$PEER_IP:$port/big.bin"
 [[ "$(cat "$APPS_TMP/got.html")" == "hello from H2 $$" ]] ||
   fail "index.html content differs: '$(head -c 100 "$APPS_TMP/got.html")'"
 got="$(sha_of "$APPS_TMP/got.bin")"
 [[ "$got" == "$sum" ]] ||
   fail "big.bin checksum differs: got $got ($(stat -c %s "$APPS_TMP/got.bin") bytes), expected $sum"
-pass "curl fetched index.html and 16 MiB big.bin, sha256 ok"
+offload_watch_check
+pass "curl fetched index.html and 16 MiB big.bin, sha256 ok$OFFLOAD_NOTE"

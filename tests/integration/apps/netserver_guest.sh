@@ -2,6 +2,7 @@
 # app: netserver (netperf TCP_RR, TCP_CRR, TCP_STREAM, TCP_MAERTS) | role: guest server
 # netserver is the guest application (it forks a child per test); netperf runs in the peer.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
 apps_init "$@"
 apps_require netperf netserver
@@ -10,8 +11,11 @@ port=$FREE_PORT
 start_guest_bg netserver netserver -D -4 -p "$port" -L "$HOST_IP"
 srv=$BG_PID
 wait_for_port "$HOST_IP" "$port" 20 "$srv" netserver
+offload_listener_check "$port"
+offload_watch_start "src $HOST_IP"
 summary=()
 for t in TCP_RR TCP_CRR TCP_STREAM TCP_MAERTS; do
+  # shellcheck disable=SC2054  # "64,64" is one netperf argument
   args=(-r 64,64)
   [[ $t == TCP_STREAM || $t == TCP_MAERTS ]] && args=(-m 16384)
   check_run "netperf-$t" 60 peer netperf -4 -H "$HOST_IP" -p "$port" -t "$t" -l 2 -P 0 -- \
@@ -22,4 +26,5 @@ for t in TCP_RR TCP_CRR TCP_STREAM TCP_MAERTS; do
   summary+=("$t=${line/,/ }")
   bg_alive "$srv" netserver
 done
-pass "${summary[*]}"
+offload_watch_check
+pass "${summary[*]}$OFFLOAD_NOTE"

@@ -3,6 +3,7 @@
 # nginx is the guest application (its own config in a temp dir, `daemon off;`); curl in the peer
 # fetches a page, a 16 MiB random file (sha256 checked) and then 20 pages on parallel connections.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
 apps_init "$@"
 apps_require nginx curl
@@ -15,6 +16,8 @@ printf 'hello from the guest %s\n' "$$" >"$web/www/index.html"
 start_nginx nginx "$web" guest
 srv=$BG_PID
 wait_for_port "$HOST_IP" "$port" 20 "$srv" nginx
+offload_listener_check "$port"
+offload_watch_start "src $HOST_IP"
 # master + 2 workers
 for ((i = 0; i < 50; i++)); do
   (($(session_procs "$srv" nginx) >= 3)) && break
@@ -36,4 +39,5 @@ check_run curl-parallel 60 peer curl -sS --fail --max-time 50 --parallel --paral
 ok="$(grep -c '^200$' "$APPS_TMP/curl-parallel.out" || true)"
 [[ "$ok" == 20 ]] || fail "parallel fetch: $ok/20 responses were 200"
 bg_alive "$srv" nginx
-pass "nginx master+$((n - 1)) workers served index.html, 16 MiB big.bin (sha256 ok), 20 parallel requests"
+offload_watch_check
+pass "nginx master+$((n - 1)) workers served index.html, 16 MiB big.bin (sha256 ok), 20 parallel requests$OFFLOAD_NOTE"

@@ -4,6 +4,8 @@
 // ARGS...` is a helper mode used by the exec tests: the suite fork()s and exec()s its own binary
 // so that a socket crosses an exec boundary (under `tosec run` the exec'd image gets a fresh
 // shim that must rediscover the inherited socket).
+#include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,8 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "sock_util.h"
 
@@ -79,8 +79,8 @@ int helper_accept_fd(int fd) {
   int acc = -1;
   socklen_t len = sizeof acc;
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || acc != 1) {
-    std::fprintf(stderr, "helper accept-fd: SO_ACCEPTCONN on inherited fd %d is %d (%s)\n", fd,
-                 acc, sem::err(errno).c_str());
+    std::fprintf(stderr, "helper accept-fd: SO_ACCEPTCONN on inherited fd %d is %d (%s)\n", fd, acc,
+                 sem::err(errno).c_str());
     return 30;
   }
   int c = accept(fd, nullptr, nullptr);
@@ -98,6 +98,18 @@ int helper_accept_fd(int fd) {
   }
 }
 
+// expect-closed FD: FD was a SOCK_CLOEXEC socket in the parent; exec must have closed it.
+// (The number may have been reused by something the new image opened for itself; only an
+// AF_INET socket there counts as "still open".)
+int helper_expect_closed(int fd) {
+  if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) return 0;
+  int domain = -1;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_INET) return 0;
+  std::fprintf(stderr, "helper expect-closed: fd %d is still an AF_INET socket after exec\n", fd);
+  return 40;
+}
+
 int run_helper(int argc, char** argv) {
   // argv[0] = mode. Bounded: a helper that hangs is killed by SIGALRM.
   alarm(120);
@@ -105,6 +117,7 @@ int run_helper(int argc, char** argv) {
   std::string mode = argv[0];
   if (mode == "echo-fd" && argc == 2) return helper_echo_fd(std::atoi(argv[1]));
   if (mode == "accept-fd" && argc == 2) return helper_accept_fd(std::atoi(argv[1]));
+  if (mode == "expect-closed" && argc == 2) return helper_expect_closed(std::atoi(argv[1]));
   std::fprintf(stderr, "unknown helper mode %s\n", mode.c_str());
   return 2;
 }

@@ -131,11 +131,19 @@ void connect_to(Fd* out, const Addr& to, int type_flags) {
 }
 
 void accept_one(Fd* out, int listener, int flags) {
+  // The listener is made non-blocking for the call (and restored), so spurious readiness costs
+  // a retry instead of a hang; tests of blocking accept() do not use this helper.
+  int fl = fcntl(listener, F_GETFL);
+  ASSERT_GE(fl, 0) << "fcntl(F_GETFL) on listener fd " << listener << ": " << err(errno);
+  if (!(fl & O_NONBLOCK)) fcntl(listener, F_SETFL, fl | O_NONBLOCK);
+  struct Restore {
+    int fd, fl;
+    ~Restore() {
+      if (!(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl);
+    }
+  } restore{listener, fl};
   Deadline d(kIoTimeoutMs);
   for (;;) {
-    short ev = poll_fd(listener, POLLIN, d.left_ms());
-    ASSERT_NE(ev, 0) << "no connection to accept on listener fd " << listener << " within "
-                     << kIoTimeoutMs << " ms";
     int fd = accept4(listener, nullptr, nullptr, flags);
     if (fd >= 0) {
       out->reset(fd);
@@ -143,7 +151,9 @@ void accept_one(Fd* out, int listener, int flags) {
     }
     int e = errno;
     ASSERT_TRUE(e == EAGAIN || e == EINTR) << "accept4() failed: " << err(e);
-    ASSERT_FALSE(d.expired()) << "accept kept failing with EAGAIN after POLLIN on the listener";
+    ASSERT_FALSE(d.expired()) << "no connection could be accepted on listener fd " << listener
+                              << " within " << kIoTimeoutMs << " ms";
+    poll_fd(listener, POLLIN, d.left_ms());
   }
 }
 
@@ -277,6 +287,46 @@ bool wait_thread_sleeping(pid_t tid, int timeout_ms) {
   return false;
 }
 
+BlockingCall::BlockingCall(std::function<void()> fn, std::function<void()> unblock)
+    : unblock_(std::move(unblock)), thread_([this, f = std::move(fn)] {
+        tid_.store(gettid());
+        f();
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          done_.store(true);
+        }
+        cv_.notify_all();
+      }) {}
+
+BlockingCall::~BlockingCall() {
+  if (!thread_.joinable()) return;
+  if (!done_.load()) {
+    ADD_FAILURE() << "a blocking call was still blocked at the end of the test; unblocking it "
+                     "(shutdown/signals) so the suite can go on";
+    if (unblock_) {
+      unblock_();
+      wait_done(5000);
+    }
+    Deadline d(10000);
+    while (!done_.load() && !d.expired()) {
+      tgkill(getpid(), tid_.load(), SIGUSR2);
+      wait_done(20);
+    }
+  }
+  thread_.join();
+}
+
+pid_t BlockingCall::tid() {
+  Deadline d(kIoTimeoutMs);
+  while (tid_.load() == 0 && !d.expired()) std::this_thread::yield();
+  return tid_.load();
+}
+
+bool BlockingCall::wait_done(int timeout_ms) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [this] { return done_.load(); });
+}
+
 int lowest_free_fd() {
   for (int fd = 0;; ++fd) {
     if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) return fd;
@@ -395,7 +445,7 @@ int Child::wait(int timeout_ms) {
 // ---- echo server ----
 
 int run_echo_server(int listen_fd, int stop_fd) {
-  struct Conn {
+  struct EchoConn {
     int fd;
     std::vector<char> pending;
     size_t off = 0;
@@ -411,7 +461,7 @@ int run_echo_server(int listen_fd, int stop_fd) {
   if (epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) != 0) return 11;
   ev.data.fd = stop_fd;
   if (epoll_ctl(ep, EPOLL_CTL_ADD, stop_fd, &ev) != 0) return 12;
-  std::map<int, Conn> conns;
+  std::map<int, EchoConn> conns;
   std::vector<char> buf(256 * 1024);
   int rc = 0;
   auto drop = [&](int fd) {
@@ -426,7 +476,7 @@ int run_echo_server(int listen_fd, int stop_fd) {
     epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
   };
   // Writes pending data; returns false if the connection was dropped.
-  auto flush = [&](Conn& c) -> bool {
+  auto flush = [&](EchoConn& c) -> bool {
     while (c.off < c.pending.size()) {
       ssize_t w = send(c.fd, c.pending.data() + c.off, c.pending.size() - c.off,
                        MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -461,7 +511,7 @@ int run_echo_server(int listen_fd, int stop_fd) {
         for (;;) {
           int cfd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
           if (cfd < 0) break;
-          conns[cfd] = Conn{cfd, {}, 0, false};
+          conns[cfd] = EchoConn{cfd, {}, 0, false};
           epoll_event e{};
           e.events = EPOLLIN;
           e.data.fd = cfd;
@@ -471,7 +521,7 @@ int run_echo_server(int listen_fd, int stop_fd) {
       }
       auto it = conns.find(fd);
       if (it == conns.end()) continue;
-      Conn& c = it->second;
+      EchoConn& c = it->second;
       if (!c.pending.empty()) {
         if (!flush(c)) continue;
         if (!c.pending.empty()) continue;
@@ -512,8 +562,10 @@ void EchoServerProcess::start(int family) {
   stop_w_.reset(p[1]);
   int lfd = l.get();
   int rfd = r.get();
+  int wfd = stop_w_.get();
   ASSERT_TRUE(child_.start(
-      [lfd, rfd] {
+      [lfd, rfd, wfd] {
+        close(wfd);  // or the stop pipe never reaches EOF
         // Keep only what the server needs: inherited copies of the test's other sockets would
         // otherwise hold them open (refcounted close) and hide EOFs from the test.
         close_inet_sockets_except({lfd});
@@ -617,7 +669,17 @@ void extend_watchdog(int seconds) {
   arm(name, seconds);
 }
 
+namespace {
+void on_sigusr2(int) {}
+}  // namespace
+
 void install_watchdog() {
+  // SIGUSR2 is reserved for BlockingCall's last-resort unblocking: no SA_RESTART, so a blocked
+  // recv/send/accept/poll returns EINTR.
+  struct sigaction sa {};
+  sa.sa_handler = on_sigusr2;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR2, &sa, nullptr);
   ::testing::UnitTest::GetInstance()->listeners().Append(new WatchdogListener);
   std::thread([] {
     auto& s = wd();

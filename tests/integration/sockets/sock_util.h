@@ -10,20 +10,23 @@
 // data helpers wait with poll() and then use MSG_DONTWAIT and retry on EAGAIN.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace sem {
 
@@ -132,6 +135,37 @@ inline constexpr uint64_t kFnvInit = 1469598103934665603ULL;
 pid_t this_tid();
 bool wait_thread_sleeping(pid_t tid, int timeout_ms = kIoTimeoutMs);
 
+// Runs fn() in its own thread, so the test thread can observe (and unblock) a blocking call.
+// If the call is still running when the BlockingCall is destroyed (the test failed, or the
+// implementation hung), the destructor records a failure and tries to get the thread out so
+// the rest of the suite can run in the same process: first `unblock` (e.g. a shutdown() of the
+// socket), then SIGUSR2 (a no-op handler without SA_RESTART, so blocking calls return EINTR)
+// repeatedly. If nothing works the join hangs and the watchdog ends the process.
+class BlockingCall {
+ public:
+  explicit BlockingCall(std::function<void()> fn, std::function<void()> unblock = {});
+  ~BlockingCall();
+  BlockingCall(const BlockingCall&) = delete;
+  BlockingCall& operator=(const BlockingCall&) = delete;
+  // Kernel thread id of the call's thread (waits for the thread to start).
+  pid_t tid();
+  // True once the thread is asleep in the kernel (i.e. most likely blocked in the call).
+  bool wait_blocked(int timeout_ms = kIoTimeoutMs) {
+    return wait_thread_sleeping(tid(), timeout_ms);
+  }
+  // True if fn() returned within timeout_ms.
+  bool wait_done(int timeout_ms = kIoTimeoutMs);
+  bool done() const { return done_.load(); }
+
+ private:
+  std::function<void()> unblock_;
+  std::atomic<pid_t> tid_{0};
+  std::atomic<bool> done_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
 // Lowest fd number that is not open.
 int lowest_free_fd();
 
@@ -203,30 +237,31 @@ void extend_watchdog(int seconds);
 }  // namespace sem
 
 // errno-preserving assertion helpers.
-#define SEM_SYS(lhs, expr)                                                               \
-  do {                                                                                   \
-    errno = 0;                                                                           \
-    (lhs) = (expr);                                                                      \
-    int sem_e_ = errno;                                                                  \
-    ASSERT_NE((lhs), -1) << #expr << " failed: " << ::sem::err(sem_e_);                  \
+#define SEM_SYS(lhs, expr)                                              \
+  do {                                                                  \
+    errno = 0;                                                          \
+    (lhs) = (expr);                                                     \
+    int sem_e_ = errno;                                                 \
+    ASSERT_NE((lhs), -1) << #expr << " failed: " << ::sem::err(sem_e_); \
   } while (0)
 
-#define SEM_OK(expr)                                                                     \
-  do {                                                                                   \
-    errno = 0;                                                                           \
-    auto sem_r_ = (expr);                                                                \
-    int sem_e_ = errno;                                                                  \
-    ASSERT_NE(sem_r_, -1) << #expr << " failed: " << ::sem::err(sem_e_);                 \
+#define SEM_OK(expr)                                                     \
+  do {                                                                   \
+    errno = 0;                                                           \
+    auto sem_r_ = (expr);                                                \
+    int sem_e_ = errno;                                                  \
+    ASSERT_NE(sem_r_, -1) << #expr << " failed: " << ::sem::err(sem_e_); \
   } while (0)
 
-#define SEM_EXPECT_ERRNO(expr, want)                                                     \
-  do {                                                                                   \
-    errno = 0;                                                                           \
-    auto sem_r_ = (expr);                                                                \
-    int sem_e_ = errno;                                                                  \
-    EXPECT_EQ(sem_r_, -1) << #expr << ": expected -1 with " << ::sem::err(want)          \
-                          << ", got " << sem_r_;                                         \
-    if (sem_r_ == -1)                                                                    \
-      EXPECT_EQ(sem_e_, (want)) << #expr << ": expected " << ::sem::err(want) << ", got " \
-                                << ::sem::err(sem_e_);                                   \
+#define SEM_EXPECT_ERRNO(expr, want)                                                        \
+  do {                                                                                      \
+    errno = 0;                                                                              \
+    auto sem_r_ = (expr);                                                                   \
+    int sem_e_ = errno;                                                                     \
+    EXPECT_EQ(sem_r_, -1) << #expr << ": expected -1 with " << ::sem::err(want) << ", got " \
+                          << sem_r_;                                                        \
+    if (sem_r_ == -1) {                                                                     \
+      EXPECT_EQ(sem_e_, (want)) << #expr << ": expected " << ::sem::err(want) << ", got "   \
+                                << ::sem::err(sem_e_);                                      \
+    }                                                                                       \
   } while (0)

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # globals set here are read by the scenario scripts
 # Fixture for the application acceptance tests (tests/integration/apps/*.sh).
 #
 # Topology, created per run and removed on exit (also on failure or a signal):
@@ -47,6 +48,8 @@ APPS_TMP=""
 APPS_PIDS=()    # process-group leaders started by start_bg (we kill only these, by id)
 APPS_BG_NAMES=() # their names (for log dumps)
 APPS_RESULT_PRINTED=0
+APPS_OUT_FD=1
+APPS_ERR_FD=2
 HOST_IP=""
 PEER_IP=""
 GUEST_PREFIX=() # argv prefix that runs a command as a guest application in the current mode
@@ -122,16 +125,49 @@ apps_init() {
   command -v ip >/dev/null 2>&1 || skip "iproute2 (ip) is not installed"
   command -v ss >/dev/null 2>&1 || skip "iproute2 (ss) is not installed"
 
+  # The original stdout/stderr: a signal may arrive while a function runs with its output
+  # redirected to a log file; the handlers restore these so that their messages are seen.
+  exec {APPS_OUT_FD}>&1 {APPS_ERR_FD}>&2
   trap _apps_cleanup EXIT
   trap '_apps_on_signal INT' INT
   trap '_apps_on_signal TERM' TERM
   trap '_apps_on_signal HUP' HUP
 
   APPS_TMP="$(mktemp -d "/tmp/tosec-apps-${APPS_SCENARIO}-${APPS_MODE}.XXXXXX")"
+  _apps_start_watchdog
   netns_setup
 }
 
+# A whole-scenario budget (APPS_BUDGET seconds; CMake sets it below the ctest TIMEOUT, which
+# kills without letting the traps run). On expiry: SIGTERM to the script and to its direct
+# children (the bounded foreground command it waits for), so that the traps clean up.
+APPS_WATCHDOG_PID=""
+_apps_start_watchdog() {
+  local budget=${APPS_BUDGET:-0} main=$$
+  [[ "$budget" =~ ^[0-9]+$ && $budget -gt 0 ]] || return 0
+  (
+    trap - EXIT INT HUP
+    # `sleep` would keep the test's output pipe open after the test ends (ctest then waits for
+    # it): sleep in the background and end it when cleanup terminates the watchdog.
+    sleep "$budget" &
+    sp=$!
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    wait "$sp"
+    printf '[watchdog] %s/%s exceeded its %ss budget\n' "$APPS_SCENARIO" "$APPS_MODE" "$budget" >&2
+    kill -TERM "$main" 2>/dev/null
+    for c in /proc/[0-9]*/stat; do
+      read -r pid _ <"$c" 2>/dev/null || continue
+      st="$(cat "$c" 2>/dev/null)" || continue
+      # shellcheck disable=SC2086  # split the fields after "comm)"
+      set -- ${st##*) }
+      [[ "${2:-}" == "$main" && "$pid" != "$BASHPID" ]] && kill -TERM "$pid" 2>/dev/null
+    done
+  ) </dev/null &
+  APPS_WATCHDOG_PID=$!
+}
+
 _apps_on_signal() {
+  exec 1>&"$APPS_OUT_FD" 2>&"$APPS_ERR_FD"
   log "caught SIG$1, cleaning up"
   APPS_RESULT_PRINTED=1
   printf 'FAIL: interrupted by SIG%s (timeout?)\n' "$1"
@@ -217,10 +253,15 @@ _apps_cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   set +e
+  exec 1>&"$APPS_OUT_FD" 2>&"$APPS_ERR_FD"
   if [[ $rc -ne 0 && $rc -ne 77 ]]; then
     _apps_dump_logs
   fi
   local i
+  if [[ -n "$APPS_WATCHDOG_PID" ]]; then
+    kill "$APPS_WATCHDOG_PID" 2>/dev/null
+    wait "$APPS_WATCHDOG_PID" 2>/dev/null
+  fi
   for ((i = ${#APPS_PIDS[@]} - 1; i >= 0; i--)); do
     stop_bg "${APPS_PIDS[$i]}" >/dev/null 2>&1
   done
@@ -305,16 +346,16 @@ start_guest_bg() {
 stop_bg() {
   local pid=$1 grace=${2:-5} i rc=0
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; printf '%s\n' "$rc"; return 0; }
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < grace * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   # Children of the group that outlived the leader.
-  kill -KILL -- "-$pid" 2>/dev/null
+  kill -KILL -- "-$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || rc=$?
   printf '%s\n' "$rc"
 }
@@ -444,8 +485,10 @@ netperf_guest_client() {
   start_bg netserver --peer netserver -D -4 -p "$NETPERF_PORT" -L "$PEER_IP"
   local ns_pid=$BG_PID
   wait_for_port --peer "$PEER_IP" "$NETPERF_PORT" 10 "$ns_pid" netserver
+  offload_watch_start "dst $PEER_IP"
   check_run netperf 60 guest netperf -4 -H "$PEER_IP" -p "$NETPERF_PORT" -t "$test" -l "$len" \
     -P 0 -- "$@" -o THROUGHPUT,THROUGHPUT_UNITS,ELAPSED_TIME,MEAN_LATENCY
+  offload_watch_check
   local line thr
   line="$(grep -E '^[0-9.]+,' "$APPS_TMP/netperf.out" | tail -n1 || true)"
   thr="${line%%,*}"
@@ -502,3 +545,126 @@ start_nginx() {
 # session_procs SID NAME: how many processes named NAME run in session SID (start_bg makes each
 # background command a session leader, so its pid is the session id of everything it forks).
 session_procs() { pgrep -c -s "$1" -x "$2" 2>/dev/null || true; }
+
+# sockperf_guest_client {tcp|udp}: sockperf server in the peer, `sockperf ping-pong` as the
+# guest; fails unless messages were received and no message was dropped. Sets SOCKPERF_RESULT.
+SOCKPERF_RESULT=""
+sockperf_guest_client() {
+  local proto=$1 port=11111 flag=()
+  apps_require sockperf
+  [[ "$proto" == tcp ]] && flag=(--tcp)
+  start_bg sockperf-server --peer sockperf server "${flag[@]}" -i "$PEER_IP" -p "$port"
+  local srv=$BG_PID
+  if [[ "$proto" == tcp ]]; then
+    wait_for_port --peer "$PEER_IP" "$port" 10 "$srv" sockperf-server
+  else
+    wait_for_port --peer --udp "$PEER_IP" "$port" 10 "$srv" sockperf-server
+  fi
+  if [[ "$proto" == tcp ]]; then offload_watch_start "dst $PEER_IP"; else offload_watch_start --udp sockperf; fi
+  check_run sockperf 60 guest sockperf ping-pong "${flag[@]}" -i "$PEER_IP" -p "$port" -t 3
+  offload_watch_check
+  local f="$APPS_TMP/sockperf.out" valid recv lat
+  valid="$(grep -m1 'Valid Duration' "$f" || true)"
+  recv="$(sed -n 's/.*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$valid")"
+  lat="$(sed -n 's/.*Summary: Latency is \([0-9.]*\) usec.*/\1/p' "$f" | head -n1)"
+  is_positive "${recv:-0}" || fail "sockperf $proto: no message received: $(first_error_line "$f")"
+  is_positive "${lat:-0}" || fail "sockperf $proto: no latency summary: $(first_error_line "$f")"
+  if grep -q 'dropped messages = [1-9]' "$f"; then
+    fail "sockperf $proto: $(grep -m1 'dropped messages' "$f" | sed 's/^sockperf: //')"
+  fi
+  bg_alive "$srv" sockperf-server
+  SOCKPERF_RESULT="$recv messages, mean latency $lat us"
+}
+
+# iperf3_guest_client [-R]: iperf3 server (one test) in the peer, iperf3 client as the guest for
+# 3 s (-R: the peer sends). Fails unless bytes were received. Sets IPERF3_RESULT.
+IPERF3_RESULT=""
+iperf3_guest_client() {
+  local port=5201
+  apps_require iperf3
+  start_bg iperf3-server --peer iperf3 -s -1 -B "$PEER_IP" -p "$port"
+  local srv=$BG_PID
+  wait_for_port --peer "$PEER_IP" "$port" 10 "$srv" iperf3-server
+  offload_watch_start "dst $PEER_IP"
+  check_run iperf3 60 guest iperf3 -c "$PEER_IP" -p "$port" -t 3 -J "$@"
+  offload_watch_check
+  IPERF3_RESULT="$(/usr/bin/python3 - "$APPS_TMP/iperf3.out" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("ERROR: iperf3 -J output is not JSON: %s" % e); sys.exit(0)
+if d.get("error"):
+    print("ERROR: " + d["error"]); sys.exit(0)
+end = d.get("end", {})
+r, s = end.get("sum_received", {}), end.get("sum_sent", {})
+print("%d %.1f %d" % (r.get("bytes", 0), r.get("bits_per_second", 0) / 1e6, s.get("retransmits", 0) or 0))
+PY
+)"
+  [[ "$IPERF3_RESULT" != ERROR:* ]] || fail "iperf3 $*: ${IPERF3_RESULT#ERROR: }"
+  local bytes mbps
+  read -r bytes mbps _ <<<"$IPERF3_RESULT"
+  is_positive "$bytes" || fail "iperf3 $*: 0 bytes received: $(first_error_line "$APPS_TMP/iperf3.out")"
+  IPERF3_RESULT="$bytes bytes received, $mbps Mbit/s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Offload verification (offloaded mode only): in process mode the TOE (tosec-tovm) owns the
+# kernel sockets of offloaded connections, so `ss -p` shows who really holds them. A scenario
+# passes in offloaded mode only if no observed guest connection is owned by the application
+# itself (which would mean the shim let it fall through to the kernel stack).
+# ---------------------------------------------------------------------------------------------
+APPS_TOE_COMM="${APPS_TOE_COMM:-tosec-tovm}"
+OFFLOAD_NOTE=""
+_OFFLOAD_WATCH_PID=""
+
+# offload_watch_start FILTER...: sample `ss -Htnp FILTER` (root namespace) every 0.1 s into
+# $APPS_TMP/ss.log until offload_watch_check. FILTER e.g. "dst $PEER_IP" or "src $HOST_IP".
+# offload_watch_start --udp APP: sample the UDP sockets owned by APP or by the TOE instead
+# (an unconnected UDP socket has no peer address to filter on).
+offload_watch_start() {
+  [[ "$APPS_MODE" == offloaded ]] || return 0
+  local sampler
+  if [[ "$1" == --udp ]]; then
+    sampler="ss -Htuanp 2>/dev/null | grep -E '^udp .*users:\\(\\(\"($2|$APPS_TOE_COMM)\"'"
+  else
+    sampler="ss -Htuanp '$*' 2>/dev/null"
+  fi
+  start_bg offload-watch bash -c "for ((i = 0; i < 3000; i++)); do $sampler; sleep 0.1; done"
+
+  _OFFLOAD_WATCH_PID=$BG_PID
+}
+
+# offload_listener_check PORT: the guest server's listening socket belongs to the TOE.
+offload_listener_check() {
+  [[ "$APPS_MODE" == offloaded ]] || return 0
+  local port=$1 owners
+  owners="$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)".*/\1/p' | sort -u | tr '\n' ' ')"
+  owners="${owners% }"
+  [[ -n "$owners" ]] || fail "offload check: no listening socket on port $port"
+  if [[ " $owners " != *" $APPS_TOE_COMM "* ]] || [[ -n "$(tr ' ' '\n' <<<"$owners" | grep -vx -e "$APPS_TOE_COMM" -e '' || true)" ]]; then
+    fail "offload check: port $port is held by '$owners' (expected only $APPS_TOE_COMM: not offloaded)"
+  fi
+}
+
+# offload_watch_check: stop the sampler; fail if an observed connection is owned by anything but
+# the TOE; set OFFLOAD_NOTE (also when nothing was observed: a short run can slip between samples).
+offload_watch_check() {
+  [[ "$APPS_MODE" == offloaded ]] || return 0
+  [[ -n "$_OFFLOAD_WATCH_PID" ]] && stop_bg "$_OFFLOAD_WATCH_PID" 1 >/dev/null
+  _OFFLOAD_WATCH_PID=""
+  local f="$APPS_TMP/offload-watch.log" summary bad
+  # "tcp ESTAB ... users:(("tosec-tovm",pid=..." -> "tcp tosec-tovm"
+  summary="$(sed -n 's/^\([a-z]*\) .*users:(("\([^"]*\)".*/\1 \2/p' "$f" 2>/dev/null | sort | uniq -c |
+    awk '{ printf "%s%s %s (%s samples)", (NR > 1 ? ", " : ""), $2, $3, $1 }')"
+  bad="$(sed -n 's/^[a-z]* .*users:(("\([^"]*\)".*/\1/p' "$f" 2>/dev/null | grep -vx "$APPS_TOE_COMM" | sort -u |
+    tr '\n' ' ' || true)"
+  if [[ -n "$bad" ]]; then
+    fail "offload check: guest sockets owned by '${bad% }' (not $APPS_TOE_COMM): not offloaded [$summary]"
+  fi
+  if [[ -n "$summary" ]]; then
+    OFFLOAD_NOTE=" [sockets seen: $summary]"
+  else
+    OFFLOAD_NOTE=" [offload not observed: no socket caught by the 0.1 s ss sampler]"
+  fi
+}

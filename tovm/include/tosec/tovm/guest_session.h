@@ -35,8 +35,15 @@ namespace tosec::tovm {
 
 // epoll tokens: kind in the top 16 bits, index below.
 enum class TokenKind : std::uint16_t {
-  kDoorbell = 1, kIvshmem, kSidecarListen, kSidecarNew, kSidecarLane, kBEnd, kBackend,
-  kStatusListen, kSignal,
+  kDoorbell = 1,
+  kIvshmem,
+  kSidecarListen,
+  kSidecarNew,
+  kSidecarLane,
+  kBEnd,
+  kBackend,
+  kStatusListen,
+  kSignal,
 };
 constexpr std::uint64_t make_token(TokenKind k, std::uint64_t index = 0) {
   return std::uint64_t{static_cast<std::uint16_t>(k)} << 48 | (index & 0xFFFF'FFFF'FFFFULL);
@@ -45,10 +52,10 @@ constexpr TokenKind token_kind(std::uint64_t t) { return static_cast<TokenKind>(
 constexpr std::uint64_t token_index(std::uint64_t t) { return t & 0xFFFF'FFFF'FFFFULL; }
 
 struct SessionCounters {
-  std::uint64_t bytes_from_guest = 0;  // copied out of tx chunks
-  std::uint64_t bytes_to_guest = 0;    // put into rx chunks
-  std::uint64_t bytes_tx_wire = 0;     // taken by the stack
-  std::uint64_t bytes_rx_wire = 0;     // read from the stack
+  std::uint64_t bytes_from_guest = 0;        // copied out of tx chunks
+  std::uint64_t bytes_to_guest = 0;          // put into rx chunks
+  std::uint64_t bytes_tx_wire = 0;           // taken by the stack
+  std::uint64_t bytes_rx_wire = 0;           // read from the stack
   std::uint64_t rx_backpressure_events = 0;  // a socket stopped reading (ring full / no chunk)
   std::uint64_t bad_descriptors = 0;
   std::uint64_t guests_reclaimed = 0;  // lanes of dead guest processes reclaimed
@@ -72,6 +79,8 @@ class GuestSession {
   // re-checks. False means work arrived: do not sleep (flags are cleared again).
   bool prepare_sleep();
   void after_wake();
+  // Any request waiting in an active lane (for the optional spin before sleeping).
+  bool has_requests();
   // True if completions wait for room in a completion ring (the worker then sleeps briefly).
   bool has_stalled_output() const;
   // Closes every socket and unlinks the sidecar path.
@@ -92,7 +101,8 @@ class GuestSession {
     rpc::SpscRing cpl;  // producer end
     rpc::UniqueFd sidecar;
     std::unordered_map<std::uint64_t, rpc::UniqueFd> pending_b;  // request_id -> end B
-    std::vector<rpc::Descriptor> out;  // completions not yet in the ring
+    std::vector<rpc::Descriptor> out;                            // completions not yet in the ring
+    std::vector<std::uint8_t> out_held;        // per `out` entry: 1 = its tx chunk is held by us
     std::vector<std::uint32_t> blocked_check;  // sockets whose tx credit came back
     std::uint64_t requests = 0;
     bool dying = false;  // sidecar EOF / peer gone: reclaim after draining
@@ -118,6 +128,8 @@ class GuestSession {
   bool drain_lane(std::uint32_t lane);
   void handle_request(std::uint32_t lane, const rpc::Descriptor& d);
   void complete(std::uint32_t lane, const rpc::Descriptor& req, std::int64_t result);
+  // Queues a completion; `held` = it returns a tx chunk the TOE holds (ledger released at flush).
+  void push_completion(std::uint32_t lane, const rpc::Descriptor& c, bool held);
   void flush_completions(std::uint32_t lane);
   rpc::UniqueFd take_b_end(std::uint32_t lane, std::uint64_t request_id);
   void op_socket(std::uint32_t lane, const rpc::Descriptor& d);
@@ -166,7 +178,7 @@ class GuestSession {
   std::uint64_t next_conn_ = 1;
   std::vector<Lane> lanes_;
   SocketTable sockets_;
-  rpc::ChunkLedger tx_held_;       // tx chunks the TOE holds (until their completion is queued)
+  rpc::ChunkLedger tx_held_;  // tx chunks the TOE holds (until their completion is queued)
   rpc::ChunkAllocator rx_alloc_;
   std::vector<std::uint32_t> rx_owner_;  // socket id per lent rx chunk
   std::vector<std::uint32_t> paused_;    // sockets stopped for backpressure
@@ -175,6 +187,7 @@ class GuestSession {
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::vector<std::byte> scratch_;
+  std::vector<std::vector<std::byte>> spare_tx_;  // recycled TxBuffer storage (no malloc per send)
 };
 
 }  // namespace tosec::tovm

@@ -6,6 +6,7 @@
 // fd, so a worker nests it in its own epoll set.
 #pragma once
 
+#include <memory>
 #include <unordered_map>
 
 #include "tosec/rpc/unique_fd.h"
@@ -35,8 +36,7 @@ class KernelBackend final : public StackBackend {
   int take_error(BackendHandle h) override;
   rpc::Result<std::size_t> send(BackendHandle h, std::span<const std::byte> data, int flags,
                                 const SockAddr* to) override;
-  rpc::Result<std::size_t> recv(BackendHandle h, std::span<std::byte> out,
-                                SockAddr* from) override;
+  rpc::Result<std::size_t> recv(BackendHandle h, std::span<std::byte> out, SockAddr* from) override;
   rpc::Status set_interest(BackendHandle h, std::uint64_t token, Interest interest) override;
   int event_fd() const override { return epoll_.get(); }
   std::size_t poll(std::span<BackendEvent> out) override;

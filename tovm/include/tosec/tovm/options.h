@@ -12,10 +12,10 @@ namespace tosec::tovm {
 enum class LogLevel { kError = 0, kInfo = 1, kDebug = 2 };
 
 struct TovmOptions {
-  std::string guest;         // --guest NAME (required)
-  std::string ivshmem;       // --ivshmem SOCKET (required)
-  std::string sidecar;       // --sidecar PATH (required)
-  std::string status;        // --status PATH (optional)
+  std::string guest;    // --guest NAME (required)
+  std::string ivshmem;  // --ivshmem SOCKET (required)
+  std::string sidecar;  // --sidecar PATH (required)
+  std::string status;   // --status PATH (optional)
   rpc::GuestChannelConfig channel;
   unsigned workers = 1;
   std::int64_t spin_ns = 0;  // busy-poll budget before sleeping in epoll_wait

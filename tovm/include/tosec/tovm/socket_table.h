@@ -25,7 +25,7 @@ struct TxBuffer {
   std::vector<std::byte> bytes;
   std::size_t sent = 0;  // prefix already handed to the stack
   int flags = 0;
-  bool has_to = false;   // datagram with a destination (sendto)
+  bool has_to = false;  // datagram with a destination (sendto)
   SockAddr to;
 };
 
@@ -50,8 +50,8 @@ struct TSocket {
   std::uint32_t generation = 0;
   int domain = 0, type = 0, protocol = 0;
   BackendHandle handle = kNoHandle;
-  rpc::UniqueFd b_end;       // end B of the guest's placeholder
-  rpc::SpscRing rx;          // producer end of the slot's rx ring
+  rpc::UniqueFd b_end;  // end B of the guest's placeholder
+  rpc::SpscRing rx;     // producer end of the slot's rx ring
   // tx
   std::deque<TxBuffer> txq;
   std::size_t tx_bytes = 0;  // queued, not yet taken by the stack
@@ -59,18 +59,18 @@ struct TSocket {
   std::deque<DeferredCompletion> deferred;
   bool shut_wr_pending = false;  // SHUT_WR after the queue drains
   // rx
-  bool rx_paused = false;        // no read interest: ring full or pool empty (backpressure)
+  bool rx_paused = false;  // no read interest: ring full or pool empty (backpressure)
   bool peer_closed = false;
   bool read_shut = false;
-  std::uint32_t rx_lent = 0;     // rx chunks of this socket now held by the guest
+  std::uint32_t rx_lent = 0;  // rx chunks of this socket now held by the guest
   // errors and close
   int so_error = 0;
   bool reset = false;
-  bool linger0 = false;          // SO_LINGER {1, 0}: close = RST, drop the queue
+  bool linger0 = false;  // SO_LINGER {1, 0}: close = RST, drop the queue
   // listeners
   int backlog = 0;
   std::deque<AcceptedConn> acceptq;
-  Interest interest;             // what the backend currently watches
+  Interest interest;  // what the backend currently watches
 };
 
 class SocketTable {

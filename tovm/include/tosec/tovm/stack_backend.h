@@ -82,8 +82,8 @@ class StackBackend {
 
   // ---- data ----
   // Bytes accepted (maybe fewer than offered), or EAGAIN / an errno.
-  virtual rpc::Result<std::size_t> send(BackendHandle h, std::span<const std::byte> data,
-                                        int flags, const SockAddr* to) = 0;
+  virtual rpc::Result<std::size_t> send(BackendHandle h, std::span<const std::byte> data, int flags,
+                                        const SockAddr* to) = 0;
   // Bytes received, 0 = EOF (stream), or EAGAIN / an errno. `from` (may be null) gets the
   // source of a datagram.
   virtual rpc::Result<std::size_t> recv(BackendHandle h, std::span<std::byte> out,

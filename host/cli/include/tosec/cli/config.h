@@ -23,7 +23,9 @@ inline constexpr const char* kDefaultRuntimeDir = "/run/tosec";
 inline constexpr const char* kDefaultGuestName = "default";
 inline constexpr std::size_t kMaxGuestNameLength = 32;
 // runtime_dir + "/guests/" + name + "/ivshmem.sock" must fit in sockaddr_un::sun_path (108).
-inline constexpr std::size_t kMaxRuntimeDirLength = 56;
+inline constexpr std::size_t kMaxRuntimeDirLength = 52;
+// A guest region (shm object, QEMU ivshmem BAR) larger than this is a configuration mistake.
+inline constexpr std::uint64_t kMaxRegionSize = std::uint64_t{64} << 30;
 
 struct PlatformConfig {
   std::string runtime_dir = kDefaultRuntimeDir;

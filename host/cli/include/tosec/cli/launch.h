@@ -21,10 +21,10 @@ inline constexpr const char* kTovmName = "tosec-tovm";
 
 // Where the application's platform is.
 struct AppEnv {
-  std::string preload;         // absolute path of libtosec-preload.so
-  std::string ivshmem_socket;  // TOSEC_IVSHMEM_SOCKET
-  std::string toe_socket;      // TOSEC_TOE_SOCKET (the TOE's sidecar)
-  std::string guest;           // TOSEC_GUEST
+  std::string preload;               // absolute path of libtosec-preload.so
+  std::string ivshmem_socket;        // TOSEC_IVSHMEM_SOCKET
+  std::string toe_socket;            // TOSEC_TOE_SOCKET (the TOE's sidecar)
+  std::string guest;                 // TOSEC_GUEST
   std::vector<std::string> exclude;  // TOSEC_EXCLUDE (comma-joined); empty: left as inherited
 };
 

@@ -1,0 +1,211 @@
+// Blocking waits (decision 0004 point 3): ppoll on {A, this thread's interrupt eventfd}. Never
+// busy; signals interrupt the ppoll naturally; close()/dup2() over the fd from another thread
+// wakes the waiter through its eventfd. A wait also wakes every kRecheckNs to re-read the slot,
+// so a lost readiness byte costs latency, never a hang.
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "ops.h"
+#include "real_calls.h"
+
+namespace tosec::guest {
+
+namespace {
+
+constexpr std::int64_t kRecheckNs = 200'000'000;
+
+struct ThreadWake {
+  int efd = -1;
+  ~ThreadWake();
+};
+
+std::mutex g_waiters_mu;
+std::unordered_multimap<std::uint32_t, int>* g_waiters = nullptr;  // socket id -> thread efd
+
+ThreadWake::~ThreadWake() {
+  if (efd >= 0) real().close(efd);
+}
+
+int thread_efd() {
+  static thread_local ThreadWake w;
+  if (w.efd < 0) w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  return w.efd;
+}
+
+// Signals whose handler lacks SA_RESTART (bit per signal number < 64).
+std::atomic<std::uint64_t> g_norestart{0};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+int& shim_depth() {
+  static thread_local int depth = 0;
+  return depth;
+}
+
+void note_signal_handler(int sig, bool has_handler, bool restart) {
+  if (sig <= 0 || sig >= 64) return;
+  const std::uint64_t bit = std::uint64_t{1} << sig;
+  if (has_handler && !restart) {
+    g_norestart.fetch_or(bit, std::memory_order_relaxed);
+  } else {
+    g_norestart.fetch_and(~bit, std::memory_order_relaxed);
+  }
+}
+
+// Handlers installed through the interposed sigaction()/signal() run behind a trampoline that
+// records, per thread, whether the signal just handled has SA_RESTART. A signal whose handler
+// was installed some other way (raw syscall, before the shim) falls back to: restart only
+// while every known handler has SA_RESTART.
+namespace {
+struct UserHandler {
+  std::atomic<void*> fn{nullptr};
+  std::atomic<int> flags{0};
+};
+UserHandler g_user[65];
+thread_local int t_handled = 0;  // signals handled by the trampoline on this thread
+thread_local bool t_last_restart = true;
+
+void trampoline(int sig, siginfo_t* info, void* ctx) {
+  const int saved = errno;
+  if (sig <= 0 || sig > 64) return;
+  const UserHandler& u = g_user[sig];
+  const int flags = u.flags.load(std::memory_order_acquire);
+  void* fn = u.fn.load(std::memory_order_acquire);
+  t_last_restart = (flags & SA_RESTART) != 0;
+  ++t_handled;
+  errno = saved;
+  if (fn == nullptr) return;
+  if ((flags & SA_SIGINFO) != 0) {
+    reinterpret_cast<void (*)(int, siginfo_t*, void*)>(fn)(sig, info, ctx);
+  } else {
+    reinterpret_cast<void (*)(int)>(fn)(sig);
+  }
+}
+}  // namespace
+
+int shim_sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
+  const bool wrappable = sig > 0 && sig <= 64 && sig != SIGKILL && sig != SIGSTOP;
+  struct sigaction mine {};
+  const struct sigaction* use = act;
+  void* prev_fn = wrappable ? g_user[sig].fn.load() : nullptr;
+  const int prev_flags = wrappable ? g_user[sig].flags.load() : 0;
+  bool wrapped = false;
+  if (act != nullptr && wrappable) {
+    const bool siginfo = (act->sa_flags & SA_SIGINFO) != 0;
+    void* fn = siginfo ? reinterpret_cast<void*>(act->sa_sigaction)
+                       : reinterpret_cast<void*>(act->sa_handler);
+    if (siginfo || (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN)) {
+      g_user[sig].fn.store(fn, std::memory_order_release);
+      g_user[sig].flags.store(act->sa_flags, std::memory_order_release);
+      mine = *act;
+      mine.sa_flags |= SA_SIGINFO;
+      mine.sa_sigaction = trampoline;
+      use = &mine;
+      wrapped = true;
+    }
+  }
+  const int r = real().sigaction(sig, use, old);
+  if (r != 0) return r;
+  if (act != nullptr) {
+    note_signal_handler(sig,
+                        (act->sa_flags & SA_SIGINFO) != 0 ||
+                            (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN),
+                        (act->sa_flags & SA_RESTART) != 0);
+    if (!wrapped && wrappable) g_user[sig].fn.store(nullptr, std::memory_order_release);
+  }
+  if (old != nullptr && old->sa_sigaction == trampoline && prev_fn != nullptr) {
+    // Report the user's handler, never our trampoline.
+    old->sa_flags = prev_flags;
+    if ((prev_flags & SA_SIGINFO) != 0) {
+      old->sa_sigaction = reinterpret_cast<void (*)(int, siginfo_t*, void*)>(prev_fn);
+    } else {
+      old->sa_handler = reinterpret_cast<void (*)(int)>(prev_fn);
+    }
+  }
+  return 0;
+}
+
+bool restart_after_signal() { return g_norestart.load(std::memory_order_relaxed) == 0; }
+
+void wake_waiters(std::uint32_t id) {
+  std::lock_guard lk(g_waiters_mu);
+  if (g_waiters == nullptr) return;
+  auto [b, e] = g_waiters->equal_range(id);
+  for (auto it = b; it != e; ++it) {
+    const std::uint64_t one = 1;
+    (void)!real().write(it->second, &one, sizeof one);
+  }
+}
+
+int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
+  const int efd = thread_efd();
+  if (efd < 0) return -ENOMEM;
+  {
+    std::lock_guard lk(g_waiters_mu);
+    if (g_waiters == nullptr) g_waiters = new std::unordered_multimap<std::uint32_t, int>();
+    g_waiters->emplace(s.ref.id, efd);
+  }
+  auto unregister = [&] {
+    std::lock_guard lk(g_waiters_mu);
+    auto [b, e] = g_waiters->equal_range(s.ref.id);
+    for (auto it = b; it != e; ++it) {
+      if (it->second == efd) {
+        g_waiters->erase(it);
+        break;
+      }
+    }
+  };
+  // Re-check after registering: a close() that ran before we registered has already
+  // changed the table.
+  if (!still_same(s)) {
+    unregister();
+    return -EBADF;
+  }
+  std::int64_t slice = kRecheckNs;
+  if (timeout_ns >= 0 && timeout_ns < slice) slice = timeout_ns;
+  timespec ts{static_cast<time_t>(slice / 1'000'000'000), static_cast<long>(slice % 1'000'000'000)};
+  pollfd p[2] = {{s.fd, events, 0}, {efd, POLLIN, 0}};
+  const std::int64_t t0 = now_ns();
+  const int saved_depth = shim_depth();
+  shim_depth() = 0;  // a signal handler running now must get the shim
+  const int handled_before = t_handled;
+  const int n = real().ppoll(p, 2, &ts, nullptr);
+  const int err = errno;
+  shim_depth() = saved_depth;
+  unregister();
+  if (p[1].revents != 0) {
+    std::uint64_t v;
+    (void)!real().read(efd, &v, sizeof v);
+  }
+  if (n < 0) {
+    if (err == EINTR) {
+      const bool restart = t_handled != handled_before ? t_last_restart : restart_after_signal();
+      return restart ? 0 : -EINTR;
+    }
+    return -err;
+  }
+  if (!still_same(s)) return -EBADF;
+  if (s.p->dead()) return -ECONNRESET;
+  if (n == 0) {
+    if (timeout_ns >= 0 && now_ns() - t0 >= timeout_ns) return -EAGAIN;
+    return 0;
+  }
+  if ((p[0].revents & POLLNVAL) != 0) return -EBADF;
+  // B is gone: the TOE dropped this socket or died. Returning "re-check" would spin.
+  if ((p[0].revents & POLLHUP) != 0) return -ECONNRESET;
+  return 0;
+}
+
+}  // namespace tosec::guest

@@ -1,0 +1,103 @@
+// The platform of one guest: its tosec-ivshmem-server (region + doorbells) and its tosec-tovm
+// (the TOE), the files they use in the runtime directory, and starting/stopping them.
+//
+// Runtime directory layout (docs/cli.md), the same for `tosec up` and an embedded `tosec run`:
+//   <dir>/supervisor.pid             `tosec up` only: pid of the supervisor (flock'ed while alive)
+//   <dir>/logs/supervisor.log        `tosec up` only
+//   <dir>/logs/<guest>.ivshmem.log   stdout+stderr of the guest's ivshmem server
+//   <dir>/logs/<guest>.tovm.log      stdout+stderr of the guest's TOE
+//   <dir>/guests/<guest>/ivshmem.sock, sidecar.sock, status.sock
+//
+// Contract: GuestPlatform owns its child pids; whoever reaps children centrally (the run loop,
+// the supervisor) tells it with forget(). Start calls block until the child is ready or a
+// timeout, and on failure the child is stopped and the error quotes the end of its log.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tosec/cli/config.h"
+#include "tosec/cli/launch.h"
+#include "tosec/rpc/status.h"
+
+namespace tosec::cli {
+
+inline constexpr const char* kTovmReadyLine = "tosec-tovm: ready";
+inline constexpr std::chrono::milliseconds kReadyTimeout{10'000};
+inline constexpr std::chrono::milliseconds kStopGrace{5'000};
+
+struct GuestPaths {
+  std::string dir;  // <runtime>/guests/<guest>
+  std::string ivshmem_socket;
+  std::string sidecar_socket;
+  std::string status_socket;
+  std::string ivshmem_log;
+  std::string tovm_log;
+  std::string shm_name;  // POSIX shm object of the guest region ("/tosec-...")
+};
+
+GuestPaths guest_paths(const std::string& runtime_dir, const std::string& guest,
+                       const std::string& shm_name);
+// Shm name of a `tosec up` guest: stable for (runtime_dir, guest), distinct across runtime dirs.
+std::string persistent_shm_name(const std::string& runtime_dir, const std::string& guest);
+
+// Size of the guest region: guest_region_layout(cfg).pow2_size().
+std::uint64_t guest_region_size(const rpc::GuestChannelConfig& cfg);
+
+std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
+                                             const GuestPaths& paths);
+std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
+                                   const GuestConfig& guest, const GuestPaths& paths);
+
+class GuestPlatform {
+ public:
+  GuestPlatform(Binaries bin, TovmConfig tovm, GuestConfig guest, GuestPaths paths);
+  GuestPlatform(GuestPlatform&&) noexcept = default;
+  GuestPlatform& operator=(GuestPlatform&&) noexcept = default;
+  GuestPlatform(const GuestPlatform&) = delete;
+  GuestPlatform& operator=(const GuestPlatform&) = delete;
+  ~GuestPlatform();  // stops whatever still runs
+
+  // Creates the guest's directory; starts the ivshmem server and waits for its socket.
+  rpc::Status start_server(std::chrono::milliseconds timeout = kReadyTimeout);
+  // Starts the TOE and waits for its ready line in its log.
+  rpc::Status start_tovm(std::chrono::milliseconds timeout = kReadyTimeout);
+  rpc::Status start() {
+    if (auto s = start_server(); !s) return s;
+    return start_tovm();
+  }
+  void stop_tovm();
+  void stop_server();  // also unlinks the shm object and the guest's sockets
+  void stop() {
+    stop_tovm();
+    stop_server();
+  }
+  // A child was reaped elsewhere: forget its pid. Returns true if it was one of ours.
+  bool forget(pid_t pid);
+
+  pid_t server_pid() const { return server_pid_; }
+  pid_t tovm_pid() const { return tovm_pid_; }
+  const GuestConfig& guest() const { return guest_; }
+  const GuestPaths& paths() const { return paths_; }
+  // Process-group isolation and PDEATHSIG for the children (both true by default).
+  void set_die_with_parent(bool v) { die_with_parent_ = v; }
+
+ private:
+  Binaries bin_;
+  TovmConfig tovm_;
+  GuestConfig guest_;
+  GuestPaths paths_;
+  pid_t server_pid_ = -1;
+  pid_t tovm_pid_ = -1;
+  bool die_with_parent_ = true;
+};
+
+// Creates `dir` and its parents (mode 0755). Ok if it exists.
+rpc::Status make_dirs(const std::string& dir);
+// Removes a directory tree (best effort).
+void remove_tree(const std::string& dir);
+
+}  // namespace tosec::cli

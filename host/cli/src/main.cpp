@@ -1,0 +1,354 @@
+// tosec: the operator CLI (docs/cli.md).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tosec/cli/config.h"
+#include "tosec/cli/launch.h"
+#include "tosec/cli/platform.h"
+#include "tosec/cli/run.h"
+#include "tosec/cli/status.h"
+#include "tosec/cli/supervisor.h"
+
+#ifndef TOSEC_VERSION
+#define TOSEC_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace tosec::cli;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNotRunning = 3;
+constexpr const char* kSystemConfig = "/etc/tosec/tosec.toml";
+
+const char* const kMainHelp =
+    "Usage: tosec COMMAND [OPTIONS]\n"
+    "Operator CLI of TOSEC: runs guest applications on an offloaded TCP/IP stack (TOE) and\n"
+    "manages the platform (ivshmem server + TOE per guest).\n"
+    "\n"
+    "Commands:\n"
+    "  run [-c CONFIG] [--guest NAME] [--exclude LIST] -- CMD [ARGS...]\n"
+    "                 run CMD as a guest application (embedded platform if none is up)\n"
+    "  up [-c CONFIG]   start the platform in the background (supervised)\n"
+    "  down [-c CONFIG] stop it (idempotent)\n"
+    "  status [-c CONFIG] [--json]   guests, TOE processes, sockets, bytes, errors\n"
+    "  stats [-c CONFIG]             status as JSON\n"
+    "  help [COMMAND]                this help, or a command's\n"
+    "\n"
+    "Options: -h, --help (also after a command), --version.\n"
+    "Config: -c CONFIG, else $TOSEC_CONFIG, else /etc/tosec/tosec.toml if it exists, else\n"
+    "built-in defaults (one guest \"default\", runtime dir /run/tosec). See docs/config.md.\n"
+    "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no platform running (status);\n"
+    "run: the command's status (128+N if killed by signal N), 125 platform error,\n"
+    "126 command not executable, 127 command not found.\n";
+
+const char* const kRunHelp =
+    "Usage: tosec run [-c CONFIG] [--guest NAME] [--exclude LIST] [--embedded] [--keep]\n"
+    "                 [--runtime-dir DIR] [--] CMD [ARGS...]\n"
+    "Runs CMD with its sockets offloaded to the guest's TOE (LD_PRELOAD=libtosec-preload.so).\n"
+    "If `tosec up` runs a platform for the guest (in the config's runtime dir), CMD joins it;\n"
+    "otherwise an embedded platform (ivshmem server + TOE) is started in a private runtime dir\n"
+    "under /tmp for CMD's lifetime and removed afterwards.\n"
+    "  -c, --config CONFIG   platform config (docs/config.md)\n"
+    "  --guest NAME          guest to run as (default: the config's first guest; with no -c\n"
+    "                        and a running platform, its only guest or \"default\")\n"
+    "  --exclude LIST        comma list of CIDRs and port:N kept on the kernel stack, added to\n"
+    "                        the guest's exclude list\n"
+    "  --embedded            always use an embedded platform, even if one is up\n"
+    "  --keep                keep the embedded runtime dir (logs) and print its path\n"
+    "  --runtime-dir DIR     override [platform] runtime_dir\n"
+    "Exit: CMD's exit status (128+N if killed by signal N); 125 platform error, 126 CMD not\n"
+    "executable, 127 CMD not found, 2 usage/config error.\n"
+    "Environment: TOSEC_PRELOAD (shim path), TOSEC_BIN_DIR (platform binaries).\n";
+
+const char* const kUpHelp =
+    "Usage: tosec up [-c CONFIG] [--runtime-dir DIR]\n"
+    "Starts an ivshmem server and a TOE for every guest of CONFIG under a background\n"
+    "supervisor that restarts crashed processes (exponential backoff). Returns 0 once every\n"
+    "TOE is ready, 1 with the error otherwise. Logs: RUNTIME_DIR/logs/.\n";
+
+const char* const kDownHelp =
+    "Usage: tosec down [-c CONFIG] [--runtime-dir DIR]\n"
+    "Stops the platform of the runtime dir (SIGTERM to the supervisor, which stops its\n"
+    "children) and waits. Exit 0 also if nothing was running.\n";
+
+const char* const kStatusHelp =
+    "Usage: tosec status [-c CONFIG] [--runtime-dir DIR] [--json]\n"
+    "Shows each guest's TOE: pid, uptime, lanes (guest processes), sockets by state, bytes,\n"
+    "rx backpressure events, bad descriptors. --json prints one JSON document.\n"
+    "Exit 3 if no platform is running in the runtime dir.\n";
+
+const char* const kStatsHelp =
+    "Usage: tosec stats [-c CONFIG] [--runtime-dir DIR]\n"
+    "Same as `tosec status --json` (metrics export will grow here).\n";
+
+int usage_error(const std::string& cmd, const std::string& msg) {
+  std::fprintf(stderr, "tosec: %s\nTry 'tosec %s--help'.\n", msg.c_str(),
+               cmd.empty() ? "" : (cmd + " ").c_str());
+  return kExitUsage;
+}
+
+struct CommonOptions {
+  std::optional<std::string> config;
+  std::optional<std::string> runtime_dir;
+  bool help = false;
+};
+
+// Consumes -c/--config, --runtime-dir, -h/--help at args[*i]. Returns false if not one of them.
+// Sets *error on a missing value.
+bool common_option(const std::vector<std::string>& args, std::size_t* i, CommonOptions* o,
+                   std::string* error) {
+  const std::string& a = args[*i];
+  auto value = [&](const std::string& name) -> std::optional<std::string> {
+    if (a.starts_with(name + "=")) return a.substr(name.size() + 1);
+    if (*i + 1 >= args.size()) {
+      *error = "option " + name + " needs a value";
+      return std::nullopt;
+    }
+    return args[++*i];
+  };
+  if (a == "-h" || a == "--help") {
+    o->help = true;
+    return true;
+  }
+  if (a == "-c" || a == "--config" || a.starts_with("--config=")) {
+    o->config = value(a == "-c" ? "-c" : "--config");
+    return true;
+  }
+  if (a == "--runtime-dir" || a.starts_with("--runtime-dir=")) {
+    o->runtime_dir = value("--runtime-dir");
+    return true;
+  }
+  return false;
+}
+
+// Loads the config the options name (or the default chain). Prints and returns nullopt on error.
+std::optional<Config> load(const CommonOptions& o, bool* given) {
+  std::optional<std::string> path = o.config;
+  if (!path) {
+    if (const char* env = std::getenv("TOSEC_CONFIG"); env != nullptr && *env != '\0') {
+      path = env;
+    } else if (::access(kSystemConfig, F_OK) == 0) {
+      path = kSystemConfig;
+    }
+  }
+  if (given != nullptr) *given = path.has_value();
+  Config cfg = default_config();
+  if (path) {
+    auto c = load_config(*path);
+    if (!c) {
+      std::fprintf(stderr, "tosec: %s\n", c.error().message.c_str());
+      return std::nullopt;
+    }
+    cfg = std::move(*c);
+  }
+  if (o.runtime_dir) {
+    std::string d = *o.runtime_dir;
+    if (d.empty() || d[0] != '/' || d.size() > kMaxRuntimeDirLength) {
+      std::fprintf(stderr,
+                   "tosec: --runtime-dir: must be an absolute path of at most %zu "
+                   "characters, got \"%s\"\n",
+                   kMaxRuntimeDirLength, d.c_str());
+      return std::nullopt;
+    }
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    cfg.platform.runtime_dir = d;
+  }
+  return cfg;
+}
+
+int cmd_run(const std::vector<std::string>& args) {
+  CommonOptions co;
+  RunOptions ro;
+  std::size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string err;
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (common_option(args, &i, &co, &err)) {
+      if (!err.empty()) return usage_error("run", err);
+      if (co.help) {
+        std::fputs(kRunHelp, stdout);
+        return kExitOk;
+      }
+      continue;
+    }
+    if (a == "--guest" || a.starts_with("--guest=")) {
+      if (a == "--guest" && i + 1 >= args.size())
+        return usage_error("run", "--guest needs a value");
+      ro.guest = a == "--guest" ? args[++i] : a.substr(8);
+      continue;
+    }
+    if (a == "--exclude" || a.starts_with("--exclude=")) {
+      if (a == "--exclude" && i + 1 >= args.size()) {
+        return usage_error("run", "--exclude needs a value");
+      }
+      const std::string list = a == "--exclude" ? args[++i] : a.substr(10);
+      auto parsed = parse_exclude_list(list);
+      if (!parsed) return usage_error("run", "--exclude: " + parsed.error().message);
+      ro.exclude.insert(ro.exclude.end(), parsed->begin(), parsed->end());
+      continue;
+    }
+    if (a == "--embedded") {
+      ro.embedded = true;
+      continue;
+    }
+    if (a == "--keep") {
+      ro.keep_runtime_dir = true;
+      continue;
+    }
+    if (a.starts_with("-") && a != "-") return usage_error("run", "unknown option '" + a + "'");
+    break;  // first non-option: the command
+  }
+  ro.command.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+  if (ro.command.empty()) return usage_error("run", "no command given");
+  auto cfg = load(co, &ro.config_given);
+  if (!cfg) return kExitUsage;
+  return run_command(*cfg, ro);
+}
+
+// Parses options of up/down/status/stats. Returns -1 to continue, else an exit code.
+int parse_simple(const std::string& cmd, const char* help, const std::vector<std::string>& args,
+                 CommonOptions* co, bool* json) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string err;
+    if (common_option(args, &i, co, &err)) {
+      if (!err.empty()) return usage_error(cmd, err);
+      if (co->help) {
+        std::fputs(help, stdout);
+        return kExitOk;
+      }
+      continue;
+    }
+    if (json != nullptr && args[i] == "--json") {
+      *json = true;
+      continue;
+    }
+    return usage_error(cmd, "unexpected argument '" + args[i] + "'");
+  }
+  return -1;
+}
+
+int cmd_up(const std::vector<std::string>& args) {
+  CommonOptions co;
+  if (int r = parse_simple("up", kUpHelp, args, &co, nullptr); r >= 0) return r;
+  auto cfg = load(co, nullptr);
+  if (!cfg) return kExitUsage;
+  auto bin = resolve_binaries(std::getenv("TOSEC_BIN_DIR"), self_dir());
+  if (!bin) {
+    std::fprintf(stderr, "tosec: %s\n", bin.error().message.c_str());
+    return kExitFailed;
+  }
+  if (auto s = platform_up(*cfg, *bin); !s) {
+    std::fprintf(stderr, "tosec: up: %s\n", s.message().c_str());
+    return kExitFailed;
+  }
+  std::printf("tosec: platform up: %zu guest(s) in %s (logs in %s/logs)\n", cfg->guests.size(),
+              cfg->platform.runtime_dir.c_str(), cfg->platform.runtime_dir.c_str());
+  return kExitOk;
+}
+
+int cmd_down(const std::vector<std::string>& args) {
+  CommonOptions co;
+  if (int r = parse_simple("down", kDownHelp, args, &co, nullptr); r >= 0) return r;
+  auto cfg = load(co, nullptr);
+  if (!cfg) return kExitUsage;
+  bool was_running = false;
+  if (auto s = platform_down(cfg->platform.runtime_dir, &was_running); !s) {
+    std::fprintf(stderr, "tosec: down: %s\n", s.message().c_str());
+    return kExitFailed;
+  }
+  std::printf(
+      was_running ? "tosec: platform in %s stopped\n" : "tosec: no platform running in %s\n",
+      cfg->platform.runtime_dir.c_str());
+  return kExitOk;
+}
+
+int cmd_status(const std::string& name, const char* help, const std::vector<std::string>& args,
+               bool json) {
+  CommonOptions co;
+  if (int r = parse_simple(name, help, args, &co, json ? nullptr : &json); r >= 0) return r;
+  auto cfg = load(co, nullptr);
+  if (!cfg) return kExitUsage;
+  const std::string& dir = cfg->platform.runtime_dir;
+  const auto pid = live_supervisor(dir);
+  if (!pid) {
+    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
+                 dir.c_str());
+    return kExitNotRunning;
+  }
+  std::vector<GuestStatus> guests;
+  for (const auto& g : platform_guests(dir)) {
+    GuestStatus gs;
+    gs.guest = g;
+    auto text = fetch_status(guest_paths(dir, g, "").status_socket, std::chrono::seconds(3));
+    if (text) {
+      gs.json = *text;
+      if (auto j = parse_json(gs.json); !j) {
+        gs.error = "TOE sent invalid status: " + j.error().message;
+        gs.json.clear();
+      }
+    } else {
+      gs.error = "TOE not reachable (restarting?): " + text.error().message;
+    }
+    guests.push_back(std::move(gs));
+  }
+  const std::string out =
+      json ? render_status_json(dir, *pid, guests) : render_status_table(dir, *pid, guests);
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::fputs(kMainHelp, stderr);
+    return kExitUsage;
+  }
+  const std::string cmd = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "-h" || cmd == "--help" || (cmd == "help" && rest.empty())) {
+    std::fputs(kMainHelp, stdout);
+    return kExitOk;
+  }
+  if (cmd == "--version" || cmd == "version") {
+    std::printf("tosec %s\n", TOSEC_VERSION);
+    return kExitOk;
+  }
+  if (cmd == "help") {
+    const std::string& what = rest[0];
+    const char* text = what == "run"      ? kRunHelp
+                       : what == "up"     ? kUpHelp
+                       : what == "down"   ? kDownHelp
+                       : what == "status" ? kStatusHelp
+                       : what == "stats"  ? kStatsHelp
+                                          : nullptr;
+    if (text == nullptr) return usage_error("", "unknown command '" + what + "'");
+    std::fputs(text, stdout);
+    return kExitOk;
+  }
+  if (cmd == "run") return cmd_run(rest);
+  if (cmd == "up") return cmd_up(rest);
+  if (cmd == "down") return cmd_down(rest);
+  if (cmd == "status") return cmd_status("status", kStatusHelp, rest, false);
+  if (cmd == "stats") return cmd_status("stats", kStatsHelp, rest, true);
+  if (cmd == "alerts" || cmd == "provision") {
+    std::fprintf(stderr, "tosec: '%s' is not implemented yet (it comes with the SVM chains)\n",
+                 cmd.c_str());
+    return kExitUsage;
+  }
+  return usage_error("", "unknown command '" + cmd + "'");
+}

@@ -1,0 +1,359 @@
+// The TOE's data path against real kernel sockets, driven by a fake guest: connect + echo with
+// checksums both ways, listen + accept, receive backpressure, UDP.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+
+#include <numeric>
+#include <random>
+
+#include "fake_guest.h"
+#include "toe_harness.h"
+
+namespace tosec::tovm::test {
+namespace {
+
+using rpc::Op;
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+// A kernel TCP listener on 127.0.0.1:ephemeral.
+struct KernelListener {
+  rpc::UniqueFd fd;
+  std::uint16_t port = 0;
+  KernelListener() {
+    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a = loopback(0);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+    ::listen(fd.get(), 16);
+    socklen_t l = sizeof a;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &l);
+    port = ntohs(a.sin_port);
+  }
+  rpc::UniqueFd accept_one(int timeout_ms = kWaitMs) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) != 1) return {};
+    return rpc::UniqueFd(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  }
+};
+
+std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::byte> v(n);
+  for (auto& b : v) b = static_cast<std::byte>(rng() & 0xFF);
+  return v;
+}
+
+std::uint64_t checksum(std::span<const std::byte> d, std::uint64_t h = 1469598103934665603ULL) {
+  for (auto b : d) h = (h ^ static_cast<std::uint8_t>(b)) * 1099511628211ULL;
+  return h;
+}
+
+bool readable(int fd, int timeout_ms = kWaitMs) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+bool writable(int fd, int timeout_ms = kWaitMs) {
+  pollfd p{fd, POLLOUT, 0};
+  return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLOUT) != 0;
+}
+void fill(int fd) {
+  char junk[4096] = {};
+  while (::send(fd, junk, sizeof junk, MSG_DONTWAIT) > 0) {
+  }
+}
+
+// Guest side: connect socket `id` to 127.0.0.1:port through the TOE; true once connected.
+bool guest_connect(FakeGuest& g, std::uint32_t id, int a_fd, std::uint16_t port) {
+  fill(a_fd);  // as the shim does: A unwritable while connecting
+  const sockaddr_in addr = loopback(port);
+  const std::int64_t r = g.addr_op(Op::kConnect, id, &addr, sizeof addr);
+  if (r != 0 && r != -EINPROGRESS) return false;
+  if (!wait_for([&] {
+        return g.slot(id)->state.load(std::memory_order_acquire) == rpc::SocketState::kConnected;
+      })) {
+    return false;
+  }
+  return writable(a_fd);  // the TOE drained B
+}
+
+// Receives exactly `n` bytes from `id`'s rx ring (returning chunks as it goes).
+std::vector<std::byte> guest_recv(FakeGuest& g, std::uint32_t id, std::size_t n) {
+  std::vector<std::byte> out;
+  wait_for([&] {
+    for (const auto& e : g.take_rx(id)) {
+      auto c = g.channel().rx_pool().chunk(e.chunk);
+      out.insert(out.end(), c.begin(), c.begin() + e.length);
+      g.return_rx(e.chunk);
+    }
+    return out.size() >= n;
+  });
+  return out;
+}
+
+// Sends all of `data` through the TOE, reusing chunks as completions come back.
+bool guest_send_all(FakeGuest& g, std::uint32_t id, std::span<const std::byte> data) {
+  const std::size_t chunk = g.channel().config().chunk_size;
+  for (std::size_t off = 0; off < data.size(); off += chunk) {
+    if (!g.send_async(id, data.subspan(off, std::min(chunk, data.size() - off)))) return false;
+  }
+  return true;
+}
+
+TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  KernelListener srv;
+  ASSERT_NE(srv.port, 0);
+
+  rpc::UniqueFd a;
+  const std::int64_t id = g->socket(AF_INET, SOCK_STREAM, a);
+  ASSERT_GE(id, 0);
+  const auto sid = static_cast<std::uint32_t>(id);
+  EXPECT_EQ(g->slot(sid)->state.load(), rpc::SocketState::kOpen);
+  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  rpc::UniqueFd peer = srv.accept_one();
+  ASSERT_TRUE(peer.valid());
+  EXPECT_EQ(g->slot(sid)->peer.length, sizeof(sockaddr_in));
+
+  // An echo server on the kernel side.
+  constexpr std::size_t kBytes = 1 << 20;
+  std::thread echo([&] {
+    std::vector<char> buf(65536);
+    std::size_t total = 0;
+    while (total < kBytes) {
+      const ssize_t n = ::recv(peer.get(), buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      total += static_cast<std::size_t>(n);
+      for (ssize_t off = 0; off < n;) {
+        const ssize_t w =
+            ::send(peer.get(), buf.data() + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
+        if (w <= 0) return;
+        off += w;
+      }
+    }
+  });
+  const auto data = random_bytes(kBytes, 7);
+  std::vector<std::byte> back;
+  std::thread sender([&] { EXPECT_TRUE(guest_send_all(*g, sid, data)); });
+  sender.join();
+  back = guest_recv(*g, sid, kBytes);
+  echo.join();
+  ASSERT_EQ(back.size(), kBytes);
+  EXPECT_EQ(checksum(back), checksum(data));
+  EXPECT_TRUE(readable(a.get(), 0)) << "the TOE signalled A readable";
+
+  // Peer closes: kEvPeerClosed is published and A is readable.
+  peer.reset();
+  EXPECT_TRUE(wait_for([&] { return (g->slot(sid)->events.load() & rpc::kEvPeerClosed) != 0; }));
+  const std::string st = toe.status();
+  EXPECT_EQ(ToeHarness::stat_in(st, "bytes_from_guest"), static_cast<std::int64_t>(kBytes));
+  EXPECT_EQ(ToeHarness::stat_in(st, "bytes_to_guest"), static_cast<std::int64_t>(kBytes));
+  EXPECT_EQ(ToeHarness::stat_in(st, "bytes_tx_wire"), static_cast<std::int64_t>(kBytes));
+  EXPECT_EQ(ToeHarness::stat_in(st, "connected"), 1);
+  EXPECT_EQ(ToeHarness::stat_in(st, "bad_descriptors"), 0);
+
+  // Last reference closed: the TOE closes the socket and frees the slot.
+  a.reset();
+  EXPECT_TRUE(wait_for([&] { return toe.stat("open") == 0; })) << toe.status();
+  EXPECT_EQ(g->slot(sid)->state.load(), rpc::SocketState::kFree);
+}
+
+TEST(TovmDataPath, ListenAndAccept) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  rpc::UniqueFd la;
+  const std::int64_t lid = g->socket(AF_INET, SOCK_STREAM, la);
+  ASSERT_GE(lid, 0);
+  const auto lsid = static_cast<std::uint32_t>(lid);
+  const sockaddr_in any = loopback(0);
+  ASSERT_EQ(g->addr_op(Op::kBind, lsid, &any, sizeof any), 0);
+  ASSERT_EQ(g->simple(Op::kListen, lsid, 8), 0);
+  EXPECT_EQ(g->slot(lsid)->state.load(), rpc::SocketState::kListening);
+  sockaddr_in local{};
+  ASSERT_EQ(g->slot(lsid)->local.length, sizeof local);
+  std::memcpy(&local, g->slot(lsid)->local.bytes, sizeof local);
+  ASSERT_NE(local.sin_port, 0);
+
+  rpc::UniqueFd none;
+  EXPECT_EQ(g->accept(lsid, none), -EAGAIN) << "nothing pending yet";
+
+  rpc::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local), 0);
+  ASSERT_TRUE(readable(la.get())) << "listener placeholder signalled";
+  EXPECT_TRUE(wait_for([&] { return g->slot(lsid)->accept_ready.load() == 1; }));
+
+  rpc::UniqueFd ca;
+  const std::int64_t cid = g->accept(lsid, ca);
+  ASSERT_GE(cid, 0);
+  const auto csid = static_cast<std::uint32_t>(cid);
+  EXPECT_EQ(g->slot(csid)->state.load(), rpc::SocketState::kConnected);
+  EXPECT_EQ(g->slot(csid)->peer.length, sizeof(sockaddr_in));
+  EXPECT_EQ(g->slot(lsid)->accept_ready.load(), 0U);
+
+  ASSERT_EQ(::send(client.get(), "hello", 5, 0), 5);
+  auto got = guest_recv(*g, csid, 5);
+  ASSERT_EQ(got.size(), 5U);
+  EXPECT_EQ(std::memcmp(got.data(), "hello", 5), 0);
+  const char world[] = "world";
+  ASSERT_TRUE(g->send_async(csid, std::as_bytes(std::span(world, 5))));
+  char buf[8] = {};
+  ASSERT_TRUE(readable(client.get()));
+  EXPECT_EQ(::recv(client.get(), buf, sizeof buf, 0), 5);
+  EXPECT_STREQ(buf, "world");
+  EXPECT_EQ(toe.stat("listening"), 1);
+  EXPECT_EQ(toe.stat("connected"), 1);
+}
+
+TEST(TovmDataPath, ReceiveBackpressureStopsReadingAndNeverDrops) {
+  ToeHarness toe;  // 64 rx chunks of 4 KiB, 16 rx entries per socket
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  KernelListener srv;
+  rpc::UniqueFd a;
+  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, a));
+  // Small kernel buffers on both sides, so the stall reaches the sender whatever the host's
+  // autotuning limits are (the guest's setsockopt goes to the TOE's kernel socket).
+  const int small = 65536;
+  ASSERT_EQ(g->setsockopt(sid, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  rpc::UniqueFd peer = srv.accept_one();
+  ASSERT_TRUE(peer.valid());
+  ::setsockopt(peer.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+
+  constexpr std::size_t kBytes = 8 << 20;  // far more than rx ring + kernel buffers hold
+  const auto data = random_bytes(kBytes, 11);
+  std::atomic<std::size_t> written{0};
+  std::thread writer([&] {
+    std::size_t off = 0;
+    while (off < kBytes) {
+      const ssize_t n = ::send(peer.get(), data.data() + off,
+                               std::min<std::size_t>(65536, kBytes - off), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<std::size_t>(n);
+      written.store(off);
+    }
+  });
+  // The guest takes nothing: the TOE must stop at its ring (16 entries) and stop reading.
+  ASSERT_TRUE(wait_for([&] { return toe.stat("rx_backpressure_events") >= 1; })) << toe.status();
+  std::int64_t rx_wire = toe.stat("bytes_rx_wire");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(toe.stat("bytes_rx_wire"), rx_wire) << "the TOE kept reading without room";
+  EXPECT_LE(rx_wire, 16 * 4096);
+  EXPECT_LT(written.load(), kBytes) << "TCP backpressure reached the sender";
+  // Now consume everything: all bytes arrive, in order.
+  auto got = guest_recv(*g, sid, kBytes);
+  writer.join();
+  ASSERT_EQ(got.size(), kBytes);
+  EXPECT_EQ(checksum(got), checksum(data));
+  EXPECT_GE(toe.stat("rx_backpressure_events"), 1);
+  EXPECT_EQ(toe.stat("rx_chunks_lent"), 0);
+}
+
+TEST(TovmDataPath, SendBackpressureHoldsCompletionsUntilTheQueueDrains) {
+  ToeHarness toe;  // 16 tx chunks of 4 KiB per lane; TOE queue cap 2 x SO_SNDBUF
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  KernelListener srv;
+  const int small = 65536;  // small kernel buffers: the stall is reached fast on any host
+  ::setsockopt(srv.fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  rpc::UniqueFd a;
+  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, a));
+  ASSERT_EQ(g->setsockopt(sid, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  rpc::UniqueFd peer = srv.accept_one();
+  ASSERT_TRUE(peer.valid());
+  constexpr std::size_t kBytes = 8 << 20;  // more than the kernel buffers and the TOE cap hold
+  const auto data = random_bytes(kBytes, 13);
+  bool sent_all = false;
+  std::thread sender([&] { sent_all = guest_send_all(*g, sid, data); });
+  // The peer reads nothing: the TOE queue fills to its cap, completions are held back and the
+  // guest runs out of chunks (its credit) instead of the TOE buffering without bound.
+  EXPECT_TRUE(wait_for([&] { return toe.stat("tx_chunks_held") == 16; })) << toe.status();
+  const std::int64_t from_guest = toe.stat("bytes_from_guest");
+  EXPECT_LT(from_guest, static_cast<std::int64_t>(kBytes));
+  EXPECT_LE(from_guest - toe.stat("bytes_tx_wire"), 256 * 1024 + 16 * 4096);
+  // Drain on the kernel side: everything arrives, in order.
+  std::vector<std::byte> got(kBytes);
+  std::size_t off = 0;
+  while (off < kBytes) {
+    if (!readable(peer.get())) break;
+    const ssize_t n = ::recv(peer.get(), got.data() + off, kBytes - off, 0);
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  sender.join();
+  EXPECT_TRUE(sent_all);
+  ASSERT_EQ(off, kBytes);
+  EXPECT_EQ(checksum(got), checksum(data));
+  EXPECT_TRUE(wait_for([&] { return toe.stat("tx_chunks_held") == 0; })) << toe.status();
+}
+
+TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  rpc::UniqueFd k(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in ka = loopback(0);
+  ASSERT_EQ(::bind(k.get(), reinterpret_cast<sockaddr*>(&ka), sizeof ka), 0);
+  socklen_t kl = sizeof ka;
+  ::getsockname(k.get(), reinterpret_cast<sockaddr*>(&ka), &kl);
+
+  rpc::UniqueFd a;
+  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_DGRAM, a));
+  const sockaddr_in any = loopback(0);
+  ASSERT_EQ(g->addr_op(Op::kBind, sid, &any, sizeof any), 0);
+  sockaddr_in gl{};
+  std::memcpy(&gl, g->slot(sid)->local.bytes, sizeof gl);
+  // sendto: the chunk starts with the sockaddr (arg1 = its length), then the payload.
+  std::vector<std::byte> msg(sizeof ka + 4);
+  std::memcpy(msg.data(), &ka, sizeof ka);
+  std::memcpy(msg.data() + sizeof ka, "ping", 4);
+  ASSERT_TRUE(g->send_async(sid, msg, sizeof ka));
+  char buf[16] = {};
+  sockaddr_in from{};
+  socklen_t fl = sizeof from;
+  ASSERT_TRUE(readable(k.get()));
+  ASSERT_EQ(::recvfrom(k.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl), 4);
+  EXPECT_STREQ(buf, "ping");
+  EXPECT_EQ(from.sin_port, gl.sin_port);
+  ASSERT_EQ(::sendto(k.get(), "pong!", 5, 0, reinterpret_cast<sockaddr*>(&from), fl), 5);
+  std::vector<rpc::RxEntry> e;
+  ASSERT_TRUE(wait_for([&] {
+    e = g->take_rx(sid);
+    return !e.empty();
+  }));
+  ASSERT_EQ(e[0].length, sizeof(rpc::SlotAddress) + 5);
+  auto c = g->channel().rx_pool().chunk(e[0].chunk);
+  rpc::SlotAddress src{};
+  std::memcpy(&src, c.data(), sizeof src);
+  ASSERT_EQ(src.length, sizeof(sockaddr_in));
+  sockaddr_in s{};
+  std::memcpy(&s, src.bytes, sizeof s);
+  EXPECT_EQ(s.sin_port, ka.sin_port);
+  EXPECT_EQ(std::memcmp(c.data() + sizeof src, "pong!", 5), 0);
+  g->return_rx(e[0].chunk);
+}
+
+}  // namespace
+}  // namespace tosec::tovm::test

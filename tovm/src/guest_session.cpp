@@ -1,0 +1,493 @@
+// GuestSession: setup, sidecar handshake, lanes, status. Requests: guest_session_ops.cpp;
+// sockets and the data path: guest_session_io.cpp.
+#include "tosec/tovm/guest_session.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+namespace tosec::tovm {
+
+GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
+                           std::unique_ptr<StackBackend> backend)
+    : opts_(opts),
+      epoll_fd_(epoll_fd),
+      backend_(std::move(backend)),
+      ivshmem_(rpc::IvshmemClientOptions{1, 5000}),
+      lanes_(opts.channel.lanes),
+      sockets_(opts.channel.max_sockets),
+      tx_held_(opts.channel.lanes * opts.channel.tx_chunks_per_lane),
+      rx_alloc_(opts.channel.rx_chunks),
+      rx_owner_(opts.channel.rx_chunks, 0),
+      started_(std::chrono::steady_clock::now()),
+      scratch_(65536) {}
+
+GuestSession::~GuestSession() { shutdown(); }
+
+rpc::Result<std::unique_ptr<GuestSession>> GuestSession::create(
+    const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend) {
+  std::unique_ptr<GuestSession> s(new GuestSession(opts, epoll_fd, std::move(backend)));
+  if (auto st = s->init(); !st) return st.error();
+  return s;
+}
+
+void GuestSession::log(LogLevel level, const std::string& msg) const {
+  if (static_cast<int>(level) > static_cast<int>(opts_.log_level)) return;
+  static const char* names[] = {"error", "info", "debug"};
+  std::fprintf(stderr, "tosec-tovm[%s] %s: %s\n", opts_.guest.c_str(),
+               names[static_cast<int>(level)], msg.c_str());
+}
+
+void GuestSession::epoll_add(int fd, std::uint32_t events, std::uint64_t token) {
+  epoll_event e{};
+  e.events = events;
+  e.data.u64 = token;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
+    log(LogLevel::kError, rpc::errno_error("epoll_ctl(ADD)").message);
+  }
+}
+
+void GuestSession::epoll_del(int fd) { (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+rpc::Status GuestSession::init() {
+  if (auto s = ivshmem_.connect(opts_.ivshmem); !s) {
+    return rpc::Error{s.code(), "ivshmem server " + opts_.ivshmem + ": " + s.message()};
+  }
+  const rpc::RegionLayout layout = rpc::guest_region_layout(opts_.channel);
+  const std::uint64_t need = layout.pow2_size();
+  const auto region = ivshmem_.region().bytes();
+  if (region.size() < need) {
+    return rpc::Error{ENOSPC, "guest region is " + std::to_string(region.size()) +
+                                  " bytes, this configuration needs " + std::to_string(need) +
+                                  " (start the ivshmem server with -l " +
+                                  std::to_string(need >> 20) + "M or more)"};
+  }
+  if (auto s = layout.format(region); !s) return s.error();
+  auto view = rpc::RegionView::attach(region);
+  if (!view) return view.error();
+  view_ = std::move(*view);
+  if (auto s = rpc::format_guest_channel(view_, opts_.channel); !s) return s.error();
+  auto ch = rpc::GuestChannel::attach_toe(view_, opts_.channel);
+  if (!ch) return ch.error();
+  channel_ = std::move(*ch);
+  auto idx = view_.claim_peer(ivshmem_.self_id(), rpc::PeerRole::kTovm, "tovm",
+                              static_cast<std::uint32_t>(::getpid()));
+  if (!idx) return idx.error();
+  peer_index_ = *idx;
+  peer_claimed_ = true;
+  // Each socket's rx ring: attach the producer end once; it is re-formatted at every reuse.
+  ivshmem_.on_peer_left([this](rpc::PeerId p) { on_peer_left(p); });
+
+  // Sidecar listener.
+  sidecar_listen_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!sidecar_listen_.valid()) return rpc::errno_error("socket(sidecar)");
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (opts_.sidecar.size() >= sizeof sun.sun_path) {
+    return rpc::Error{ENAMETOOLONG, "--sidecar path too long: " + opts_.sidecar};
+  }
+  std::memcpy(sun.sun_path, opts_.sidecar.c_str(), opts_.sidecar.size() + 1);
+  ::unlink(opts_.sidecar.c_str());
+  const mode_t old = ::umask(0077);
+  const int rc = ::bind(sidecar_listen_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  ::umask(old);
+  if (rc != 0) return rpc::errno_error("bind(" + opts_.sidecar + ")");
+  ::chmod(opts_.sidecar.c_str(), 0600);
+  if (::listen(sidecar_listen_.get(), 64) != 0) return rpc::errno_error("listen(sidecar)");
+
+  epoll_add(sidecar_listen_.get(), EPOLLIN, make_token(TokenKind::kSidecarListen));
+  epoll_add(ivshmem_.fd(), EPOLLIN, make_token(TokenKind::kIvshmem));
+  const int bell = ivshmem_.doorbells().own_fd(0);
+  if (bell < 0) return rpc::Error{EPROTO, "ivshmem: no own doorbell vector 0"};
+  epoll_add(bell, EPOLLIN, make_token(TokenKind::kDoorbell));
+  if (backend_->event_fd() >= 0) {
+    epoll_add(backend_->event_fd(), EPOLLIN, make_token(TokenKind::kBackend));
+  }
+  log(LogLevel::kInfo, "region " + std::to_string(region.size()) + " bytes, ivshmem peer " +
+                           std::to_string(ivshmem_.self_id()) + ", sidecar " + opts_.sidecar +
+                           ", backend " + backend_->name());
+  return {};
+}
+
+void GuestSession::shutdown() {
+  if (!sidecar_listen_.valid() && !peer_claimed_) return;
+  for (std::uint32_t id = 0; id < sockets_.capacity(); ++id) {
+    TSocket* s = sockets_.find(id);
+    if (s == nullptr) continue;
+    if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
+    for (auto& a : s->acceptq) backend_->close(a.handle, false);
+    if (s->b_end.valid()) epoll_del(s->b_end.get());
+    sockets_.release(id);
+  }
+  for (auto& l : lanes_) {
+    if (l.sidecar.valid()) epoll_del(l.sidecar.get());
+    l = Lane{};
+  }
+  hello_pending_.clear();
+  if (sidecar_listen_.valid()) {
+    epoll_del(sidecar_listen_.get());
+    sidecar_listen_.reset();
+    ::unlink(opts_.sidecar.c_str());
+  }
+  if (peer_claimed_) {
+    view_.release_peer(peer_index_);
+    peer_claimed_ = false;
+  }
+}
+
+void GuestSession::on_event(std::uint64_t token, std::uint32_t events) {
+  const std::uint64_t idx = token_index(token);
+  switch (token_kind(token)) {
+    case TokenKind::kDoorbell: {
+      std::uint64_t v;  // one read takes the whole eventfd counter
+      (void)!::read(ivshmem_.doorbells().own_fd(0), &v, sizeof v);
+      break;
+    }
+    case TokenKind::kIvshmem: {
+      auto r = ivshmem_.process_events();
+      if (!r) {
+        log(LogLevel::kError, "ivshmem server connection lost: " + r.error().message);
+        epoll_del(ivshmem_.fd());
+      }
+      break;
+    }
+    case TokenKind::kSidecarListen:
+      accept_sidecars();
+      break;
+    case TokenKind::kSidecarNew:
+      on_sidecar_new(idx);
+      break;
+    case TokenKind::kSidecarLane:
+      read_sidecar(static_cast<std::uint32_t>(idx));
+      break;
+    case TokenKind::kBEnd: {
+      const auto id = static_cast<std::uint32_t>(idx);
+      TSocket* s = sockets_.find(id);
+      if (s == nullptr || !s->b_end.valid()) break;
+      if ((events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) != 0) {
+        epoll_del(s->b_end.get());
+        closing_.push_back(id);
+      }
+      break;
+    }
+    case TokenKind::kBackend:
+      on_backend_ready();
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- sidecar ----------------------------------------------------------------------------
+
+void GuestSession::accept_sidecars() {
+  for (;;) {
+    const int fd = ::accept4(sidecar_listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EINTR)
+        log(LogLevel::kError, rpc::errno_error("accept(sidecar)").message);
+      if (errno == EINTR) continue;
+      return;
+    }
+    const std::uint64_t conn = next_conn_++;
+    epoll_add(fd, EPOLLIN, make_token(TokenKind::kSidecarNew, conn));
+    hello_pending_.emplace(conn, rpc::UniqueFd(fd));
+  }
+}
+
+namespace {
+// One SEQPACKET message with at most one fd. Returns bytes (0 = EOF), -1 with errno.
+ssize_t recv_with_fd(int sock, void* buf, std::size_t len, rpc::UniqueFd& fd_out) {
+  iovec iov{buf, len};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < nfds; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (!fd_out.valid()) {
+        fd_out.reset(fd);
+      } else {
+        ::close(fd);  // one fd per message: extras are dropped
+      }
+    }
+  }
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    fd_out.reset();
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
+}
+}  // namespace
+
+void GuestSession::on_sidecar_new(std::uint64_t conn) {
+  auto it = hello_pending_.find(conn);
+  if (it == hello_pending_.end()) return;
+  rpc::SidecarHello hello{};
+  rpc::UniqueFd extra;
+  const ssize_t n = recv_with_fd(it->second.get(), &hello, sizeof hello, extra);
+  if (n < 0 && errno == EAGAIN) return;
+  rpc::UniqueFd fd = std::move(it->second);
+  hello_pending_.erase(it);
+  epoll_del(fd.get());
+  if (n != static_cast<ssize_t>(sizeof hello) || hello.magic != rpc::kSidecarMagic) {
+    log(LogLevel::kInfo, "sidecar: connection without a valid hello dropped");
+    return;
+  }
+  rpc::SidecarWelcome w{};
+  w.magic = rpc::kSidecarMagic;
+  w.toe_peer = ivshmem_.self_id();
+  if (hello.version != rpc::kGuestChannelVersion) {
+    w.status = -EPROTO;
+    (void)::send(fd.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT);
+    log(LogLevel::kError, "sidecar: pid " + std::to_string(hello.pid) + " speaks version " +
+                              std::to_string(hello.version));
+    return;
+  }
+  std::uint32_t lane = 0;
+  while (lane < lanes_.size() && (lanes_[lane].active || lanes_[lane].dying)) ++lane;
+  if (lane == lanes_.size()) {
+    w.status = -EBUSY;
+    (void)::send(fd.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT);
+    log(LogLevel::kError, "sidecar: no free lane for pid " + std::to_string(hello.pid));
+    return;
+  }
+  // Fresh rings: whatever a previous owner left in them is gone.
+  Lane& l = lanes_[lane];
+  const auto area = lane_area(lane);
+  const std::size_t ring_bytes =
+      rpc::kRingHeaderSize + std::size_t{opts_.channel.ring_slots} * sizeof(rpc::Descriptor);
+  (void)rpc::SpscRing::format(area.first(ring_bytes), opts_.channel.ring_slots,
+                              sizeof(rpc::Descriptor));
+  (void)rpc::SpscRing::format(area.subspan(ring_bytes, ring_bytes), opts_.channel.ring_slots,
+                              sizeof(rpc::Descriptor));
+  auto req = channel_.lane_ring(lane, true, rpc::RingEnd::kConsumer);
+  auto cpl = channel_.lane_ring(lane, false, rpc::RingEnd::kProducer);
+  if (!req || !cpl) {
+    w.status = -EIO;
+    (void)::send(fd.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return;
+  }
+  const std::uint32_t epoch = l.epoch;
+  l = Lane{};
+  l.epoch = epoch;
+  l.active = true;
+  l.pid = hello.pid;
+  l.peer = hello.ivshmem_peer;
+  l.req = std::move(*req);
+  l.cpl = std::move(*cpl);
+  l.sidecar = std::move(fd);
+  if (!ivshmem_.doorbells().has_peer(l.peer)) (void)ivshmem_.process_events();
+  w.status = 0;
+  w.lane = lane;
+  w.toe_vector = 0;
+  w.guest_vector = 0;
+  if (::send(l.sidecar.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof w) {
+    log(LogLevel::kError, rpc::errno_error("sidecar: welcome").message);
+    l.active = false;
+    l.sidecar.reset();
+    return;
+  }
+  epoll_add(l.sidecar.get(), EPOLLIN | EPOLLRDHUP, make_token(TokenKind::kSidecarLane, lane));
+  log(LogLevel::kInfo, "lane " + std::to_string(lane) + " -> pid " + std::to_string(l.pid) +
+                           " (ivshmem peer " + std::to_string(l.peer) + ")");
+  // B ends may already be queued behind the hello.
+  read_sidecar(lane);
+}
+
+void GuestSession::read_sidecar(std::uint32_t lane) {
+  Lane& l = lanes_[lane];
+  if (!l.active || !l.sidecar.valid()) return;
+  for (;;) {
+    rpc::SidecarFd m{};
+    rpc::UniqueFd fd;
+    const ssize_t n = recv_with_fd(l.sidecar.get(), &m, sizeof m, fd);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n == 0 || n < 0) {
+      mark_lane_dying(lane, n == 0 ? "sidecar closed" : "sidecar error");
+      return;
+    }
+    if (n != static_cast<ssize_t>(sizeof m) || m.magic != rpc::kSidecarMagic || !fd.valid()) {
+      ++counters_.bad_descriptors;
+      log(LogLevel::kInfo, "lane " + std::to_string(lane) + ": malformed sidecar message");
+      continue;
+    }
+    // A B end must be a Unix stream socket; anything else (a file, a TCP socket) is refused.
+    int type = 0;
+    socklen_t tl = sizeof type;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl) != 0 ||
+        ss.ss_family != AF_UNIX) {
+      ++counters_.bad_descriptors;
+      log(LogLevel::kInfo, "lane " + std::to_string(lane) + ": sidecar fd is not a socketpair end");
+      continue;
+    }
+    // Parked until its kSocket/kAccept arrives; bounded, so a guest that sends B ends without
+    // requests cannot make the TOE hoard fds.
+    if (l.pending_b.size() >= std::max<std::size_t>(64, opts_.channel.max_sockets) &&
+        l.pending_b.find(m.request_id) == l.pending_b.end()) {
+      ++counters_.bad_descriptors;
+      log(LogLevel::kInfo, "lane " + std::to_string(lane) + ": too many unclaimed B ends");
+      continue;
+    }
+    l.pending_b[m.request_id] = std::move(fd);  // a repeated id replaces (and closes) the old
+  }
+}
+
+void GuestSession::mark_lane_dying(std::uint32_t lane, const char* why) {
+  Lane& l = lanes_[lane];
+  if (!l.active || l.dying) return;
+  l.dying = true;
+  if (l.sidecar.valid()) epoll_del(l.sidecar.get());
+  dying_lanes_.push_back(lane);
+  log(LogLevel::kInfo, "lane " + std::to_string(lane) + " (pid " + std::to_string(l.pid) +
+                           "): " + why + ", reclaiming");
+}
+
+void GuestSession::on_peer_left(rpc::PeerId peer) {
+  for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
+    if (lanes_[i].active && lanes_[i].peer == peer) mark_lane_dying(i, "ivshmem peer left");
+  }
+}
+
+void GuestSession::reclaim_lane(std::uint32_t lane) {
+  Lane& l = lanes_[lane];
+  if (!l.active) return;
+  // Requests it queued before dying are still honoured (data it sent goes out).
+  if (!l.req.broken()) {
+    while (drain_lane(lane)) {
+    }
+  }
+  const std::uint32_t first = channel_.lane_tx_first(lane);
+  for (std::uint32_t c = first; c < first + opts_.channel.tx_chunks_per_lane; ++c) {
+    if (tx_held_.holds(c)) (void)tx_held_.give(c);
+  }
+  const std::uint32_t epoch = l.epoch + 1;
+  if (l.sidecar.valid()) epoll_del(l.sidecar.get());
+  l = Lane{};
+  l.epoch = epoch;
+  ++counters_.guests_reclaimed;
+}
+
+std::span<std::byte> GuestSession::lane_area(std::uint32_t lane) const {
+  auto a = view_.find("lanes", rpc::AreaKind::kRaw);
+  const std::size_t stride = rpc::lane_stride(opts_.channel.ring_slots);
+  return view_.area_bytes(*a).subspan(std::size_t{lane} * stride, stride);
+}
+
+// ---- iteration ---------------------------------------------------------------------------
+
+bool GuestSession::run_once() {
+  bool progress = false;
+  if (peer_claimed_) view_.heartbeat(peer_index_);  // advisory: a stuck value = a stuck TOE
+  for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
+    if (lanes_[i].active && drain_lane(i)) progress = true;
+  }
+  for (std::uint32_t lane : dying_lanes_) reclaim_lane(lane);
+  dying_lanes_.clear();
+  // Last references gone: requests for these sockets were drained above.
+  auto closing = std::move(closing_);
+  closing_.clear();
+  for (std::uint32_t id : closing) begin_close(id);
+  for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
+    if (lanes_[i].active) {
+      flush_completions(i);
+      check_tx_blocked(i);
+    }
+  }
+  return progress;
+}
+
+bool GuestSession::prepare_sleep() {
+  bool ready = false;
+  for (auto& l : lanes_) {
+    if (l.active) l.req.consumer_sleeping().store(1, std::memory_order_relaxed);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (auto& l : lanes_) {
+    if (l.active && l.req.available() > 0) ready = true;
+  }
+  if (ready) after_wake();
+  return !ready;
+}
+
+void GuestSession::after_wake() {
+  for (auto& l : lanes_) {
+    if (l.active) l.req.consumer_sleeping().store(0, std::memory_order_relaxed);
+  }
+}
+
+bool GuestSession::has_requests() {
+  for (auto& l : lanes_) {
+    if (l.active && l.req.available() > 0) return true;
+  }
+  return false;
+}
+
+bool GuestSession::has_stalled_output() const {
+  for (const auto& l : lanes_) {
+    if (l.active && !l.out.empty()) return true;
+  }
+  return false;
+}
+
+std::string GuestSession::status_json() const {
+  std::ostringstream o;
+  const auto up =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
+  std::string guest;
+  for (char c : opts_.guest) {
+    if (c == '"' || c == '\\') guest += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) guest += c;
+  }
+  o << "{\"guest\":\"" << guest << "\",\"pid\":" << ::getpid() << ",\"uptime_s\":" << up
+    << ",\"lanes\":[";
+  bool first = true;
+  for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
+    const Lane& l = lanes_[i];
+    if (!l.active) continue;
+    if (!first) o << ',';
+    first = false;
+    o << "{\"lane\":" << i << ",\"pid\":" << l.pid << ",\"peer\":" << l.peer
+      << ",\"requests\":" << l.requests << '}';
+  }
+  const auto c = sockets_.count_by_state();
+  auto n = [&](rpc::SocketState s) { return c[static_cast<std::size_t>(s)]; };
+  o << "],\"sockets\":{\"open\":" << sockets_.open_count()
+    << ",\"connecting\":" << n(rpc::SocketState::kConnecting)
+    << ",\"connected\":" << n(rpc::SocketState::kConnected)
+    << ",\"listening\":" << n(rpc::SocketState::kListening)
+    << ",\"closing\":" << n(rpc::SocketState::kClosing) << '}'
+    << ",\"bytes_from_guest\":" << counters_.bytes_from_guest
+    << ",\"bytes_to_guest\":" << counters_.bytes_to_guest
+    << ",\"bytes_tx_wire\":" << counters_.bytes_tx_wire
+    << ",\"bytes_rx_wire\":" << counters_.bytes_rx_wire
+    << ",\"rx_backpressure_events\":" << counters_.rx_backpressure_events
+    << ",\"bad_descriptors\":" << counters_.bad_descriptors
+    << ",\"guests_reclaimed\":" << counters_.guests_reclaimed
+    << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
+    << ",\"tx_chunks_held\":" << tx_held_.held_count() << "}";
+  return o.str();
+}
+
+}  // namespace tosec::tovm

@@ -1,0 +1,399 @@
+// GuestSession: sockets, readiness mirror (end B), the tx and rx data paths, close.
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "tosec/tovm/guest_session.h"
+
+namespace tosec::tovm {
+
+namespace {
+constexpr std::size_t kMaxReadsPerEvent = 16;  // fairness between sockets of one guest
+std::uint64_t socket_token(std::uint32_t id, std::uint32_t generation) {
+  return std::uint64_t{generation} << 32 | id;
+}
+}  // namespace
+
+rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
+  TSocket& s = sockets_.at(id);
+  rpc::SocketSlot* slot = channel_.slot(id);
+  // A fresh rx ring: entries a previous user left behind are gone (their chunks reclaimed).
+  auto* base = reinterpret_cast<std::byte*>(slot) + sizeof(rpc::SocketSlot);
+  const std::size_t ring_bytes =
+      rpc::kRingHeaderSize + std::size_t{opts_.channel.socket_rx_entries} * sizeof(rpc::RxEntry);
+  if (auto st = rpc::SpscRing::format({base, ring_bytes}, opts_.channel.socket_rx_entries,
+                                      sizeof(rpc::RxEntry));
+      !st) {
+    return st;
+  }
+  auto ring = channel_.rx_ring(id, rpc::RingEnd::kProducer);
+  if (!ring) return ring.error();
+  s.rx = std::move(*ring);
+  const int fl = ::fcntl(b_end.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(b_end.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
+    return rpc::errno_error("fcntl(B)");
+  }
+  // Publish a clean slot: guest-owned fields reset, then identity, then state (release).
+  slot->rx_signalled.store(0, std::memory_order_relaxed);
+  slot->tx_blocked.store(0, std::memory_order_relaxed);
+  slot->rx_lock.store(0, std::memory_order_relaxed);
+  slot->rx_offset = 0;
+  slot->nonblock.store(0, std::memory_order_relaxed);
+  slot->tx_inflight.store(0, std::memory_order_relaxed);
+  slot->guest_error_seq = 0;
+  slot->events.store(0, std::memory_order_relaxed);
+  slot->so_error.store(0, std::memory_order_relaxed);
+  slot->error_seq.store(0, std::memory_order_relaxed);
+  slot->accept_ready.store(0, std::memory_order_relaxed);
+  slot->family = static_cast<std::uint16_t>(s.domain);
+  slot->type = static_cast<std::uint16_t>(s.type);
+  slot->protocol = s.protocol;
+  slot->local = {};
+  slot->peer = {};
+  slot->generation.store(s.generation, std::memory_order_relaxed);
+  slot->state.store(rpc::SocketState::kOpen, std::memory_order_release);
+  s.b_end = std::move(b_end);
+  epoll_add(s.b_end.get(), EPOLLRDHUP, make_token(TokenKind::kBEnd, id));
+  return {};
+}
+
+void GuestSession::publish_state(std::uint32_t id, rpc::SocketState st) {
+  sockets_.at(id).state = st;
+  channel_.slot(id)->state.store(st, std::memory_order_release);
+}
+
+void GuestSession::publish_addresses(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  rpc::SocketSlot* slot = channel_.slot(id);
+  auto put = [](rpc::SlotAddress& dst, const rpc::Result<SockAddr>& a) {
+    rpc::SlotAddress v{};
+    if (a) {
+      const std::size_t n = std::min<std::size_t>(a->length, sizeof v.bytes);
+      std::memcpy(v.bytes, &a->storage, n);
+      v.length = static_cast<std::uint16_t>(n);
+    }
+    dst = v;
+  };
+  put(slot->local, backend_->local_address(s.handle));
+  put(slot->peer, backend_->peer_address(s.handle));
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+void GuestSession::signal_readable(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  if (!s.b_end.valid()) return;
+  if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
+  const char byte = 1;
+  (void)::send(s.b_end.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void GuestSession::make_writable(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  channel_.slot(id)->tx_blocked.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!s.b_end.valid()) return;
+  for (;;) {
+    const ssize_t n = ::recv(s.b_end.get(), scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN, or EOF (reported by epoll as a hang-up)
+  }
+}
+
+void GuestSession::update_interest(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  if (s.handle == kNoHandle) return;
+  Interest in;
+  switch (s.state) {
+    case rpc::SocketState::kListening:
+      in.read = s.acceptq.size() < static_cast<std::size_t>(std::max(s.backlog, 1));
+      break;
+    case rpc::SocketState::kConnecting:
+      in.write = true;
+      break;
+    case rpc::SocketState::kOpen:
+      if (s.type == SOCK_DGRAM) {
+        in.read = !s.rx_paused && !s.read_shut;
+        in.write = !s.txq.empty();
+      }
+      break;
+    case rpc::SocketState::kConnected:
+      in.read = !s.rx_paused && !s.peer_closed && !s.read_shut && !s.reset;
+      in.write = !s.txq.empty();
+      break;
+    case rpc::SocketState::kClosing:
+      in.write = !s.txq.empty();
+      break;
+    default:
+      break;
+  }
+  if (auto st = backend_->set_interest(s.handle, socket_token(id, s.generation), in); !st) {
+    log(LogLevel::kError, "socket " + std::to_string(id) + ": " + st.message());
+  }
+  s.interest = in;
+}
+
+void GuestSession::on_backend_ready() {
+  BackendEvent evs[64];
+  for (int round = 0; round < 8; ++round) {
+    const std::size_t n = backend_->poll(evs);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto id = static_cast<std::uint32_t>(evs[i].token & 0xFFFF'FFFFU);
+      const auto gen = static_cast<std::uint32_t>(evs[i].token >> 32);
+      TSocket* s = sockets_.find(id);
+      if (s == nullptr || s->generation != gen) continue;  // closed earlier in this batch
+      on_socket_event(id, evs[i]);
+    }
+    if (n < 64) break;
+  }
+}
+
+void GuestSession::on_socket_event(std::uint32_t id, const BackendEvent& ev) {
+  TSocket& s = sockets_.at(id);
+  switch (s.state) {
+    case rpc::SocketState::kConnecting:
+      if (ev.writable || ev.error || ev.hangup) on_connect_done(id);
+      return;
+    case rpc::SocketState::kListening:
+      if (ev.readable) accept_pending(id);
+      return;
+    case rpc::SocketState::kClosing:
+      if (ev.writable || ev.error) flush_tx(id);
+      return;
+    default:
+      break;
+  }
+  if (ev.writable && !s.txq.empty()) {
+    flush_tx(id);
+    if (sockets_.find(id) == nullptr) return;
+    release_deferred(id, false);
+  }
+  if (ev.readable && !s.rx_paused && !s.peer_closed) read_socket(id);
+  if (ev.error && sockets_.find(id) != nullptr && !s.reset) {
+    if (const int err = backend_->take_error(s.handle); err != 0) on_socket_error(id, err);
+  }
+}
+
+void GuestSession::on_connect_done(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  const int err = backend_->take_error(s.handle);
+  if (err != 0) {
+    publish_state(id, rpc::SocketState::kOpen);
+    on_socket_error(id, err);
+    return;
+  }
+  publish_addresses(id);
+  publish_state(id, rpc::SocketState::kConnected);
+  update_interest(id);
+  make_writable(id);
+  flush_tx(id);
+  if (sockets_.find(id) != nullptr) release_deferred(id, false);
+}
+
+void GuestSession::accept_pending(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  const auto cap = static_cast<std::size_t>(std::max(s.backlog, 1));
+  while (s.acceptq.size() < cap) {
+    AcceptedConn c;
+    auto h = backend_->accept(s.handle, c.peer);
+    if (!h) {
+      if (h.error().code == ECONNABORTED || h.error().code == EINTR) continue;
+      if (h.error().code != EAGAIN) log(LogLevel::kInfo, "accept: " + h.error().message);
+      break;
+    }
+    c.handle = *h;
+    s.acceptq.push_back(c);
+  }
+  channel_.slot(id)->accept_ready.store(static_cast<std::uint32_t>(s.acceptq.size()),
+                                        std::memory_order_release);
+  if (!s.acceptq.empty()) signal_readable(id);
+  update_interest(id);
+}
+
+void GuestSession::read_socket(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  const std::size_t hdr = s.type == SOCK_DGRAM ? rpc::kDgramRxHeader : 0;
+  bool delivered = false;
+  for (std::size_t i = 0; i < kMaxReadsPerEvent; ++i) {
+    if (s.rx.free_slots() == 0 || rx_alloc_.free_count() == 0) {
+      // Backpressure: stop reading; the kernel's window closes. Resumed on kBufferReturn.
+      if (!s.rx_paused) {
+        s.rx_paused = true;
+        paused_.push_back(id);
+        ++counters_.rx_backpressure_events;
+        update_interest(id);
+      }
+      break;
+    }
+    const std::uint32_t chunk = *rx_alloc_.allocate();
+    auto mem = channel_.rx_pool().chunk(chunk);
+    SockAddr from;
+    auto r = backend_->recv(s.handle, mem.subspan(hdr), hdr != 0 ? &from : nullptr);
+    if (!r) {
+      (void)rx_alloc_.free(chunk);
+      const int err = r.error().code;
+      if (err != EAGAIN && err != EINTR) on_socket_error(id, err);
+      break;
+    }
+    if (*r == 0 && s.type == SOCK_STREAM) {
+      (void)rx_alloc_.free(chunk);
+      s.peer_closed = true;
+      channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_release);
+      signal_readable(id);
+      update_interest(id);
+      break;
+    }
+    if (hdr != 0) {
+      rpc::SlotAddress src{};
+      const std::size_t n = std::min<std::size_t>(from.length, sizeof src.bytes);
+      std::memcpy(src.bytes, &from.storage, n);
+      src.length = static_cast<std::uint16_t>(n);
+      std::memcpy(mem.data(), &src, sizeof src);
+    }
+    counters_.bytes_rx_wire += *r;
+    counters_.bytes_to_guest += *r;
+    (void)rx_alloc_.lend(chunk);
+    rx_owner_[chunk] = id;
+    ++s.rx_lent;
+    const rpc::RxEntry e{chunk, static_cast<std::uint32_t>(*r + hdr)};
+    (void)s.rx.enqueue_burst(&e, 1);
+    delivered = true;
+    // A short stream read drained the socket: skip the read that would only say EAGAIN
+    // (level-triggered readiness reports anything that arrives later).
+    if (hdr == 0 && *r < mem.size()) break;
+  }
+  if (delivered) signal_readable(id);
+}
+
+void GuestSession::flush_tx(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  while (!s.txq.empty()) {
+    TxBuffer& b = s.txq.front();
+    const auto rest = std::span<const std::byte>(b.bytes).subspan(b.sent);
+    auto r = backend_->send(s.handle, rest, s.txq.size() > 1 ? (b.flags | MSG_MORE) : b.flags,
+                            b.has_to ? &b.to : nullptr);
+    if (!r) {
+      const int err = r.error().code;
+      if (err == EAGAIN || err == EINTR) break;
+      if (s.type == SOCK_DGRAM) {  // one datagram fails; the socket goes on
+        s.tx_bytes -= rest.size();
+        s.txq.pop_front();
+        rpc::SocketSlot* slot = channel_.slot(id);
+        slot->so_error.store(err, std::memory_order_relaxed);
+        slot->error_seq.fetch_add(1, std::memory_order_release);
+        continue;
+      }
+      on_socket_error(id, err);
+      return;
+    }
+    b.sent += *r;
+    s.tx_bytes -= *r;
+    counters_.bytes_tx_wire += *r;
+    if (b.sent == b.bytes.size()) {
+      if (spare_tx_.size() < 256) spare_tx_.push_back(std::move(b.bytes));
+      s.txq.pop_front();
+    }
+  }
+  if (s.txq.empty() && s.shut_wr_pending) {
+    s.shut_wr_pending = false;
+    (void)backend_->shutdown(s.handle, SHUT_WR);
+  }
+  if (s.state == rpc::SocketState::kClosing && s.txq.empty()) {
+    finish_close(id);
+    return;
+  }
+  update_interest(id);
+}
+
+void GuestSession::release_deferred(std::uint32_t id, bool all) {
+  TSocket& s = sockets_.at(id);
+  while (!s.deferred.empty() && (all || s.tx_bytes < s.tx_cap)) {
+    const DeferredCompletion& d = s.deferred.front();
+    Lane& l = lanes_[d.lane];
+    if (l.active && l.epoch == d.lane_epoch) push_completion(d.lane, d.cpl, true);
+    s.deferred.pop_front();
+  }
+}
+
+void GuestSession::on_socket_error(std::uint32_t id, int err) {
+  TSocket& s = sockets_.at(id);
+  s.so_error = err;
+  rpc::SocketSlot* slot = channel_.slot(id);
+  slot->so_error.store(err, std::memory_order_relaxed);
+  std::uint32_t ev = rpc::kEvError;
+  if (err == ECONNRESET || err == EPIPE) {
+    ev |= rpc::kEvReset;
+    s.reset = true;
+  }
+  slot->events.fetch_or(ev, std::memory_order_relaxed);
+  slot->error_seq.fetch_add(1, std::memory_order_release);
+  if (s.type == SOCK_STREAM && s.state != rpc::SocketState::kConnecting) {
+    // The connection is gone: queued bytes cannot be sent; their credit goes back.
+    s.tx_bytes = 0;
+    s.txq.clear();
+    s.shut_wr_pending = false;
+  }
+  release_deferred(id, true);
+  signal_readable(id);
+  make_writable(id);
+  if (s.state == rpc::SocketState::kClosing) {
+    finish_close(id);
+    return;
+  }
+  update_interest(id);
+}
+
+void GuestSession::resume_paused() {
+  if (paused_.empty()) return;
+  auto list = std::move(paused_);
+  paused_.clear();
+  for (std::uint32_t id : list) {
+    TSocket* s = sockets_.find(id);
+    if (s == nullptr || !s->rx_paused) continue;
+    s->rx_paused = false;
+    update_interest(id);  // level-triggered: pending data wakes us on the next poll
+  }
+}
+
+void GuestSession::begin_close(std::uint32_t id) {
+  TSocket* s = sockets_.find(id);
+  if (s == nullptr || s->state == rpc::SocketState::kClosing) return;
+  s->b_end.reset();
+  release_deferred(id, true);
+  for (auto& a : s->acceptq) backend_->close(a.handle, true);
+  s->acceptq.clear();
+  const bool flush =
+      s->state == rpc::SocketState::kConnected && !s->linger0 && !s->reset && !s->txq.empty();
+  publish_state(id, rpc::SocketState::kClosing);
+  if (!flush) {
+    finish_close(id);
+    return;
+  }
+  flush_tx(id);  // finishes the close once the queue is empty
+}
+
+void GuestSession::finish_close(std::uint32_t id) {
+  TSocket* s = sockets_.find(id);
+  if (s == nullptr) return;
+  release_deferred(id, true);
+  if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
+  if (s->b_end.valid()) {
+    epoll_del(s->b_end.get());
+    s->b_end.reset();
+  }
+  if (s->rx_lent > 0) {
+    for (std::uint32_t c = 0; c < rx_owner_.size(); ++c) {
+      if (rx_owner_[c] == id) (void)rx_alloc_.reclaim(c);  // EPERM for chunks not lent: fine
+    }
+  }
+  rpc::SocketSlot* slot = channel_.slot(id);
+  slot->state.store(rpc::SocketState::kFree, std::memory_order_release);
+  slot->generation.store(s->generation + 1, std::memory_order_release);
+  sockets_.release(id);
+  resume_paused();
+}
+
+}  // namespace tosec::tovm
