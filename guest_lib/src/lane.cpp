@@ -53,7 +53,7 @@ bool Platform::check_dead() {
   return dead();
 }
 
-rpc::Status Platform::enqueue(rpc::Descriptor& d) {
+rpc::Status Platform::enqueue(rpc::Descriptor& d, const std::atomic<std::uint32_t>* wake_if) {
   for (int spins = 0;; ++spins) {
     if (dead()) return rpc::Error{ECONNRESET, "TOE gone"};
     {
@@ -64,6 +64,10 @@ rpc::Status Platform::enqueue(rpc::Descriptor& d) {
       }
       if (d.request_id == 0) d.request_id = next_id_++;
       if (req_.enqueue(d)) {
+        if (wake_if != nullptr) {
+          std::atomic_thread_fence(std::memory_order_seq_cst);
+          if (wake_if->load(std::memory_order_relaxed) == 0) return {};
+        }
         (void)rpc::notify(req_.raw().consumer_sleeping(), ivshmem_->doorbells(), toe_peer_,
                           toe_vector_);
         return {};
@@ -208,6 +212,10 @@ rpc::Result<rpc::Descriptor> Platform::call(rpc::Descriptor d, int b_end) {
 }
 
 rpc::Status Platform::post(rpc::Descriptor d) { return enqueue(d); }
+
+rpc::Status Platform::post_lazy(rpc::Descriptor d, const std::atomic<std::uint32_t>* wake_if) {
+  return enqueue(d, wake_if);
+}
 
 void Platform::reap() {
   {

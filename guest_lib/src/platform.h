@@ -87,6 +87,9 @@ class Platform {
   // Submits a request that gets no completion the caller waits for (kKick, kBufferReturn,
   // kSend: its completion is consumed by dispatch).
   rpc::Status post(rpc::Descriptor d);
+  // As post(), but the TOE's doorbell is rung only if `*wake_if` is nonzero after the enqueue
+  // (kBufferReturn: SocketSlot::rx_paused, checked after a seq_cst fence).
+  rpc::Status post_lazy(rpc::Descriptor d, const std::atomic<std::uint32_t>* wake_if);
   // A tx chunk of our lane (absolute pool index), waiting for completions if all are lent.
   rpc::Result<std::uint32_t> tx_alloc(bool wait);
   void tx_free(std::uint32_t chunk);
@@ -107,7 +110,7 @@ class Platform {
   static std::unique_ptr<Platform> join();
   SocketLocal* locals() { return locals_; }
 
-  rpc::Status enqueue(rpc::Descriptor& d);
+  rpc::Status enqueue(rpc::Descriptor& d, const std::atomic<std::uint32_t>* wake_if = nullptr);
   // Leader/follower: waits until pred() (called with cpl_mu_ held) is true.
   template <class Pred>
   rpc::Status wait_until(std::unique_lock<std::mutex>& lk, Pred pred);

@@ -48,6 +48,7 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   slot->so_error.store(0, std::memory_order_relaxed);
   slot->error_seq.store(0, std::memory_order_relaxed);
   slot->accept_ready.store(0, std::memory_order_relaxed);
+  slot->rx_paused.store(0, std::memory_order_relaxed);
   slot->family = static_cast<std::uint16_t>(s.domain);
   slot->type = static_cast<std::uint16_t>(s.type);
   slot->protocol = s.protocol;
@@ -88,6 +89,25 @@ void GuestSession::signal_readable(std::uint32_t id) {
   if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
   const char byte = 1;
   (void)::send(s.b_end.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void GuestSession::signal_arrival(std::uint32_t id) {
+  // One byte per batch of RxEntries, even when A is already readable: an EPOLLET waiter on A
+  // wakes once per arrival, as on a kernel TCP socket. The guest drains every byte when it
+  // empties the ring. EAGAIN on a full B is harmless (A is readable anyway).
+  TSocket& s = sockets_.at(id);
+  if (!s.b_end.valid()) return;
+  channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
+  const char byte = 1;
+  (void)::send(s.b_end.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void GuestSession::mirror_peer_fin(std::uint32_t id) {
+  // The peer's FIN: A then reports POLLIN|POLLRDHUP (EPOLLRDHUP) and reads 0 once the
+  // readiness bytes are gone. Only B's send side is shut: B stays readable for the guest's
+  // junk (writability) and reports a hang-up only when the last A is closed.
+  TSocket& s = sockets_.at(id);
+  if (s.b_end.valid()) (void)::shutdown(s.b_end.get(), SHUT_WR);
 }
 
 void GuestSession::make_writable(std::uint32_t id) {
@@ -225,6 +245,17 @@ void GuestSession::read_socket(std::uint32_t id) {
         paused_.push_back(id);
         ++counters_.rx_backpressure_events;
         update_interest(id);
+        // Ask for doorbells on kBufferReturn: of this socket (ring full) or, when the pool is
+        // empty, of every socket holding chunks (any of their returns can resume us).
+        publish_paused(id);
+        if (rx_alloc_.free_count() == 0) {
+          for (std::uint32_t o = 0; o < sockets_.capacity(); ++o) {
+            if (const TSocket* t = sockets_.find(o); t != nullptr && t->rx_lent > 0) {
+              publish_paused(o);
+            }
+          }
+        }
+        std::atomic_thread_fence(std::memory_order_seq_cst);
       }
       break;
     }
@@ -241,6 +272,7 @@ void GuestSession::read_socket(std::uint32_t id) {
     if (*r == 0 && s.type == SOCK_STREAM) {
       (void)rx_alloc_.free(chunk);
       s.peer_closed = true;
+      mirror_peer_fin(id);  // first: A must show POLLRDHUP as soon as it shows POLLIN
       channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_release);
       signal_readable(id);
       update_interest(id);
@@ -265,7 +297,7 @@ void GuestSession::read_socket(std::uint32_t id) {
     // (level-triggered readiness reports anything that arrives later).
     if (hdr == 0 && *r < mem.size()) break;
   }
-  if (delivered) signal_readable(id);
+  if (delivered) signal_arrival(id);
 }
 
 void GuestSession::flush_tx(std::uint32_t id) {
@@ -346,7 +378,17 @@ void GuestSession::on_socket_error(std::uint32_t id, int err) {
   update_interest(id);
 }
 
+void GuestSession::publish_paused(std::uint32_t id) {
+  channel_.slot(id)->rx_paused.store(1, std::memory_order_relaxed);
+  paused_hint_.push_back(id);
+}
+
 void GuestSession::resume_paused() {
+  for (std::uint32_t id : paused_hint_) {
+    if (sockets_.find(id) != nullptr)
+      channel_.slot(id)->rx_paused.store(0, std::memory_order_relaxed);
+  }
+  paused_hint_.clear();
   if (paused_.empty()) return;
   auto list = std::move(paused_);
   paused_.clear();
@@ -365,6 +407,17 @@ void GuestSession::begin_close(std::uint32_t id) {
   release_deferred(id, true);
   for (auto& a : s->acceptq) backend_->close(a.handle, true);
   s->acceptq.clear();
+  auto ring = s->rx;  // copy: reading the consumer index must not disturb our producer end
+  if (s->type == SOCK_STREAM && s->state == rpc::SocketState::kConnected && !s->reset &&
+      (ring.free_slots() < ring.capacity() || backend_->has_unread(s->handle))) {
+    // Closed with received data the application never read: Linux aborts (RST), no FIN.
+    // (The ring's consumer index is guest-written: a lying guest only resets its own
+    // connection.)
+    s->linger0 = true;
+    s->txq.clear();
+    s->tx_bytes = 0;
+    s->shut_wr_pending = false;
+  }
   const bool flush =
       s->state == rpc::SocketState::kConnected && !s->linger0 && !s->reset && !s->txq.empty();
   publish_state(id, rpc::SocketState::kClosing);

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -122,6 +123,11 @@ rpc::Result<std::size_t> KernelBackend::send(BackendHandle h, std::span<const st
                                   : ::send(h, data.data(), data.size(), flags | MSG_NOSIGNAL);
   if (n < 0) return rpc::Error{errno, {}};  // hot path: EAGAIN is common, no message
   return static_cast<std::size_t>(n);
+}
+
+bool KernelBackend::has_unread(BackendHandle h) {
+  int n = 0;
+  return ::ioctl(h, FIONREAD, &n) == 0 && n > 0;
 }
 
 rpc::Result<std::size_t> KernelBackend::recv(BackendHandle h, std::span<std::byte> out,

@@ -89,7 +89,15 @@ TEST(Blocking, SendBlocksUntilPeerReadsThenSendsEverything) {
       [&] { shutdown(c.client.get(), SHUT_RDWR); });
   ASSERT_TRUE(call.wait_blocked());
   std::vector<char> got(kTotal);
-  ASSERT_NO_FATAL_FAILURE(recv_exact(c.server.get(), got.data(), got.size()));
+  recv_exact(c.server.get(), got.data(), got.size());
+  if (HasFatalFailure()) {
+    // Tell a stalled sender from lost read readiness.
+    int inq = -1;
+    ioctl(c.server.get(), FIONREAD, &inq);
+    FAIL() << "stalled: sender " << (call.done() ? "returned" : "still blocked in send()")
+           << ", receiver FIONREAD=" << inq
+           << ", receiver revents(POLLIN)=" << poll_fd(c.server.get(), POLLIN, 0);
+  }
   ASSERT_TRUE(call.wait_done()) << "blocking send() did not return after the peer read all";
   EXPECT_EQ(sent, static_cast<ssize_t>(kTotal))
       << "a blocking send() must transfer everything (no signal arrived): got " << sent << " ("

@@ -22,8 +22,10 @@
 // (the TOE sees EOF on B when the last guest reference to A is closed, in any process), and
 // poll/select/epoll on A work natively, mixed with kernel fds:
 //   - A readable  <=> the TOE wrote a byte into B ("rx ring non-empty, or EOF, or error, or a
-//     connection to accept"). The TOE writes one byte when SocketSlot::rx_signalled goes 0 -> 1;
-//     the guest reads the bytes out of A when it has consumed everything (see rearm protocol).
+//     connection to accept"). The TOE writes one byte per batch of rx entries it pushes (so an
+//     EPOLLET waiter wakes once per arrival, as on a kernel socket) and sets rx_signalled; the
+//     guest reads all the bytes out of A when it has consumed everything (rearm protocol). On
+//     the peer's FIN the TOE also shuts B's send side, so A reports POLLRDHUP and reads 0.
 //   - A writable  <=> A's send buffer is not full. The guest fills it with junk to make A
 //     unwritable (socket connecting, or send credit exhausted) and sets tx_blocked; the TOE
 //     drains B (reads and discards) when the connection is established/failed or send credit
@@ -123,6 +125,11 @@ struct SocketSlot {
   std::uint16_t family;                     // AF_INET / AF_INET6
   std::uint16_t type;                       // SOCK_STREAM / SOCK_DGRAM
   std::int32_t protocol;
+  // Nonzero while the TOE has stopped reading this socket for want of rx ring room or rx
+  // chunks. The guest rings the TOE's doorbell after a kBufferReturn only when it sees this set
+  // (seq_cst fence after enqueuing the return); the TOE sets it, fences, and re-checks its
+  // request rings before sleeping, so no return is stranded. Saves one wake-up a round trip.
+  std::atomic<std::uint32_t> rx_paused;
   // ---- line 1: addresses, published by the TOE ----
   alignas(kCacheLine) SlotAddress local;
   SlotAddress peer;

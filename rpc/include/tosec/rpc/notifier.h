@@ -32,7 +32,7 @@
 namespace tosec::rpc {
 
 struct SpinPolicy {
-  std::int64_t spin_ns = 1'000;       // initial budget
+  std::int64_t spin_ns = 0;           // initial budget: start asleep, probing finds spin wins
   std::int64_t min_spin_ns = 0;       // adaptive floor
   std::int64_t max_spin_ns = 20'000;  // adaptive ceiling
   bool adaptive = true;

@@ -158,6 +158,9 @@ class GuestSession {
   void update_interest(std::uint32_t id);
   void resume_paused();
   void signal_readable(std::uint32_t id);
+  void signal_arrival(std::uint32_t id);
+  void publish_paused(std::uint32_t id);
+  void mirror_peer_fin(std::uint32_t id);
   void make_writable(std::uint32_t id);
   void publish_state(std::uint32_t id, rpc::SocketState st);
   void publish_addresses(std::uint32_t id);
@@ -180,9 +183,10 @@ class GuestSession {
   SocketTable sockets_;
   rpc::ChunkLedger tx_held_;  // tx chunks the TOE holds (until their completion is queued)
   rpc::ChunkAllocator rx_alloc_;
-  std::vector<std::uint32_t> rx_owner_;  // socket id per lent rx chunk
-  std::vector<std::uint32_t> paused_;    // sockets stopped for backpressure
-  std::vector<std::uint32_t> closing_;   // EOF on B seen this iteration
+  std::vector<std::uint32_t> rx_owner_;     // socket id per lent rx chunk
+  std::vector<std::uint32_t> paused_;       // sockets stopped for backpressure
+  std::vector<std::uint32_t> paused_hint_;  // slots whose rx_paused hint is set
+  std::vector<std::uint32_t> closing_;      // EOF on B seen this iteration
   std::vector<std::uint32_t> dying_lanes_;
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;

@@ -37,6 +37,7 @@ class KernelBackend final : public StackBackend {
   rpc::Result<std::size_t> send(BackendHandle h, std::span<const std::byte> data, int flags,
                                 const SockAddr* to) override;
   rpc::Result<std::size_t> recv(BackendHandle h, std::span<std::byte> out, SockAddr* from) override;
+  bool has_unread(BackendHandle h) override;
   rpc::Status set_interest(BackendHandle h, std::uint64_t token, Interest interest) override;
   int event_fd() const override { return epoll_.get(); }
   std::size_t poll(std::span<BackendEvent> out) override;

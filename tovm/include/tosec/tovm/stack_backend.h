@@ -89,6 +89,10 @@ class StackBackend {
   virtual rpc::Result<std::size_t> recv(BackendHandle h, std::span<std::byte> out,
                                         SockAddr* from) = 0;
 
+  // True if received bytes wait in the stack, not yet taken by recv (close with unread data
+  // is an abort, as on Linux). Stacks that cannot tell answer false.
+  virtual bool has_unread(BackendHandle /*h*/) { return false; }
+
   // ---- readiness ----
   virtual rpc::Status set_interest(BackendHandle h, std::uint64_t token, Interest interest) = 0;
   virtual int event_fd() const = 0;
