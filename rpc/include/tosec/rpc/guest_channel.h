@@ -150,8 +150,12 @@ struct SocketSlot {
 static_assert(sizeof(SocketSlot) == 3 * kCacheLine);
 
 // Bytes one socket occupies in area "sockets": the slot, then its rx ring area.
+// Rounded up to a cache line: every SocketSlot must be 64-byte aligned (fewer than 8 rx entries
+// would otherwise misalign the next slot).
 constexpr std::size_t socket_stride(std::uint32_t rx_entries) {
-  return sizeof(SocketSlot) + kRingHeaderSize + std::size_t{rx_entries} * sizeof(RxEntry);
+  const std::size_t raw =
+      sizeof(SocketSlot) + kRingHeaderSize + std::size_t{rx_entries} * sizeof(RxEntry);
+  return (raw + kCacheLine - 1) / kCacheLine * kCacheLine;
 }
 // Bytes one lane occupies in area "lanes": req ring area then cpl ring area.
 constexpr std::size_t lane_stride(std::uint32_t ring_slots) {
