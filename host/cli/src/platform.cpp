@@ -159,16 +159,16 @@ GuestPlatform::~GuestPlatform() {
   if (server_pid_ > 0 || tovm_pid_ > 0) stop();
 }
 
-Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
-  if (auto s = make_dirs(paths_.dir); !s) return s;
-  if (auto s = make_dirs(std::filesystem::path(paths_.ivshmem_log).parent_path()); !s) return s;
-  ::unlink(paths_.ivshmem_socket.c_str());  // stale socket of a crashed server
-  const int log = open_log(paths_.ivshmem_log);
-  if (log < 0) return rpc::errno_error("cannot open log " + paths_.ivshmem_log);
+// Starts argv in its own process group with stdin from /dev/null and stdout+stderr appended to
+// `log_path` after a header; *offset is where this run's output starts in the log.
+rpc::Result<pid_t> GuestPlatform::spawn_logged(std::vector<std::string> argv,
+                                               const std::string& log_path, long* offset) {
+  const int log = open_log(log_path);
+  if (log < 0) return rpc::errno_error("cannot open log " + log_path);
   SpawnSpec spec;
-  spec.argv = ivshmem_server_argv(bin_, guest_, paths_);
+  spec.argv = std::move(argv);
   spec.env = current_environment();
-  const long offset = log_header(log, spec.argv);
+  *offset = log_header(log, spec.argv);
   const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   spec.stdin_fd = null;
   spec.stdout_fd = log;
@@ -179,6 +179,16 @@ Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
   ::close(log);
   if (null >= 0) ::close(null);
   if (!pid) return Error{pid.error().code, "cannot start " + pid.error().message};
+  return *pid;
+}
+
+Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
+  if (auto s = make_dirs(paths_.dir); !s) return s;
+  if (auto s = make_dirs(std::filesystem::path(paths_.ivshmem_log).parent_path()); !s) return s;
+  ::unlink(paths_.ivshmem_socket.c_str());  // stale socket of a crashed server
+  long offset = 0;
+  auto pid = spawn_logged(ivshmem_server_argv(bin_, guest_, paths_), paths_.ivshmem_log, &offset);
+  if (!pid) return pid.error();
   server_pid_ = *pid;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!socket_accepts(paths_.ivshmem_socket)) {
@@ -206,22 +216,9 @@ Status GuestPlatform::start_tovm(std::chrono::milliseconds timeout) {
   if (auto s = make_dirs(paths_.dir); !s) return s;
   ::unlink(paths_.sidecar_socket.c_str());
   ::unlink(paths_.status_socket.c_str());
-  const int log = open_log(paths_.tovm_log);
-  if (log < 0) return rpc::errno_error("cannot open log " + paths_.tovm_log);
-  SpawnSpec spec;
-  spec.argv = tovm_argv(bin_, tovm_, guest_, paths_);
-  spec.env = current_environment();
-  const long offset = log_header(log, spec.argv);
-  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  spec.stdin_fd = null;
-  spec.stdout_fd = log;
-  spec.stderr_fd = log;
-  spec.new_process_group = true;
-  spec.die_with_parent = die_with_parent_;
-  auto pid = spawn(spec);
-  ::close(log);
-  if (null >= 0) ::close(null);
-  if (!pid) return Error{pid.error().code, "cannot start " + pid.error().message};
+  long offset = 0;
+  auto pid = spawn_logged(tovm_argv(bin_, tovm_, guest_, paths_), paths_.tovm_log, &offset);
+  if (!pid) return pid.error();
   tovm_pid_ = *pid;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!log_has_line(paths_.tovm_log, offset, kTovmReadyLine)) {

@@ -86,6 +86,8 @@ class GuestPlatform {
   void set_die_with_parent(bool v) { die_with_parent_ = v; }
 
  private:
+  rpc::Result<pid_t> spawn_logged(std::vector<std::string> argv, const std::string& log_path,
+                                  long* offset);
   Binaries bin_;
   TovmConfig tovm_;
   GuestConfig guest_;
