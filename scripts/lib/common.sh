@@ -47,6 +47,13 @@ iperf3                # acceptance tests: bulk TCP both directions
 sockperf              # acceptance tests: ping-pong latency (TCP and UDP)
 curl                  # acceptance tests: HTTP client (guest and peer)
 wget                  # acceptance tests: HTTP client (guest)
+libhyperscan-dev      # SVM ids: Hyperscan streaming-mode multi-pattern matching
+libpcre2-dev          # SVM ids: PCRE2 (JIT) for rule pcre options Hyperscan cannot take
+libmodsecurity-dev    # SVM waf: libmodsecurity v3 (CRS interpreter)
+modsecurity-crs       # SVM waf: OWASP Core Rule Set 3.3.4 rule files
+libhtp-dev            # SVM waf/av: Suricata's HTTP/1.x stream parser (pipelining, chunked, gzip)
+libclamav-dev         # SVM av: libclamav object scanning with project-shipped signatures
+clamav-testfiles      # SVM av tests: clam.exe and its archives (unpacking coverage)
 '
 
 # Prints the package names of TOSEC_PACKAGES_TABLE, one per line.

@@ -443,7 +443,7 @@ class Parser {
   }
 
   SvmConfig parse_svm(const toml::table& t, const std::string& path, const Config& c) const {
-    check_keys(t, path, {"name", "engine", "rules"});
+    check_keys(t, path, {"name", "engine", "rules", "mode", "workers", "options"});
     SvmConfig s;
     s.name = get_name(t, path);
     for (const auto& o : c.svms) {
@@ -453,12 +453,37 @@ class Parser {
     }
     require(t, "engine", path);
     get_enum(t, "engine", path, {"ids", "waf", "av", "acl"}, &s.engine);
-    get_string(t, "rules", path, &s.rules);
+    if (get_string(t, "rules", path, &s.rules) != nullptr && s.rules.empty()) {
+      fail(t.get("rules")->source(), path + ".rules", "must not be empty (omit it for defaults)");
+    }
+    if (!s.rules.empty()) s.rules = resolve_config_path(source_, s.rules);
+    get_enum(t, "mode", path, {"prevent", "detect"}, &s.mode);
+    get_uint(t, "workers", path, 1, 64, &s.workers);
+    if (const toml::node* n = t.get("options")) {
+      const auto* opts = n->as_table();
+      if (opts == nullptr) {
+        fail(n->source(), path + ".options",
+             std::string("expected a table of strings, got ") + type_name(n->type()));
+      }
+      for (const auto& [k, v] : *opts) {
+        const std::string op = path + ".options." + std::string(k.str());
+        if (const auto* str = v.as_string()) {
+          s.options[std::string(k.str())] = str->get();
+        } else if (const auto* i = v.as_integer()) {
+          s.options[std::string(k.str())] = std::to_string(i->get());
+        } else if (const auto* b = v.as_boolean()) {
+          s.options[std::string(k.str())] = b->get() ? "true" : "false";
+        } else {
+          fail(v.source(), op,
+               std::string("expected a string, integer or boolean, got ") + type_name(v.type()));
+        }
+      }
+    }
     return s;
   }
 
   ChainConfig parse_chain(const toml::table& t, const std::string& path, const Config& c) const {
-    check_keys(t, path, {"name", "steps", "fail"});
+    check_keys(t, path, {"name", "steps", "fail", "deadline_ms"});
     ChainConfig ch;
     ch.name = get_name(t, path);
     for (const auto& o : c.chains) {
@@ -467,6 +492,7 @@ class Parser {
       }
     }
     get_enum(t, "fail", path, {"closed", "open"}, &ch.fail);
+    get_uint(t, "deadline_ms", path, 1, 3'600'000, &ch.deadline_ms);
     const toml::node& sn = require(t, "steps", path);
     const auto* steps = sn.as_array();
     if (steps == nullptr || steps->empty()) {
@@ -543,6 +569,14 @@ class Parser {
 };
 
 }  // namespace
+
+std::string resolve_config_path(const std::string& source, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  const auto slash = source.rfind('/');
+  if (source.empty() || source[0] == '<') return path;  // "<built-in defaults>", "<--chain>"
+  if (slash == std::string::npos) return path;          // config in the current directory
+  return source.substr(0, slash + 1) + path;
+}
 
 Result<Config> parse_config(std::string_view text, const std::string& source) {
   try {

@@ -110,7 +110,7 @@ Result<Binaries> resolve_binaries(const char* env_bin_dir, const std::string& se
   const bool from_env = env_bin_dir != nullptr && *env_bin_dir != '\0';
   // Absolute: the supervisor chdirs to / and restarts children from there.
   const std::string dir = absolute(from_env ? std::string(env_bin_dir) : self_dir);
-  Binaries b{dir + "/" + kIvshmemServerName, dir + "/" + kTovmName};
+  Binaries b{dir + "/" + kIvshmemServerName, dir + "/" + kTovmName, dir + "/tosec-svm"};
   for (const auto* p : {&b.ivshmem_server, &b.tovm}) {
     if (!executable(*p)) {
       return Error{ENOENT, "platform binary " + *p + " not found or not executable (" +

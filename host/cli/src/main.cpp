@@ -1,6 +1,8 @@
 // tosec: the operator CLI (docs/cli.md).
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tosec/cli/alerts.h"
 #include "tosec/cli/config.h"
 #include "tosec/cli/launch.h"
 #include "tosec/cli/platform.h"
@@ -41,6 +44,8 @@ const char* const kMainHelp =
     "  down [-c CONFIG] stop it (idempotent)\n"
     "  status [-c CONFIG] [--json]   guests, TOE processes, sockets, bytes, errors\n"
     "  stats [-c CONFIG]             status as JSON\n"
+    "  alerts [-c CONFIG] [--follow] [--json] [--file FILE]\n"
+    "                                alerts and blocks of the SVM chains\n"
     "  help [COMMAND]                this help, or a command's\n"
     "\n"
     "Options: -h, --help (also after a command), --version.\n"
@@ -52,7 +57,8 @@ const char* const kMainHelp =
 
 const char* const kRunHelp =
     "Usage: tosec run [-c CONFIG] [--guest NAME] [--exclude LIST] [--embedded] [--keep]\n"
-    "                 [--runtime-dir DIR] [--] CMD [ARGS...]\n"
+    "                 [--runtime-dir DIR] [--chain SPEC [--fail closed|open]]\n"
+    "                 [--alerts FILE] [--] CMD [ARGS...]\n"
     "Runs CMD with its sockets offloaded to the guest's TOE (LD_PRELOAD=libtosec-preload.so).\n"
     "If `tosec up` runs a platform for the guest (in the config's runtime dir), CMD joins it;\n"
     "otherwise an embedded platform (ivshmem server + TOE) is started in a private runtime dir\n"
@@ -65,6 +71,13 @@ const char* const kRunHelp =
     "  --embedded            always use an embedded platform, even if one is up\n"
     "  --keep                keep the embedded runtime dir (logs) and print its path\n"
     "  --runtime-dir DIR     override [platform] runtime_dir\n"
+    "  --chain SPEC          inspect every stream of the guest with this SVM chain: steps\n"
+    "                        separated by ',', a parallel group joined by '+', each an\n"
+    "                        [[svm]] name or an engine (ids, waf, av, acl) with its shipped\n"
+    "                        rules, e.g. --chain ids,waf+av (embedded platform only)\n"
+    "  --fail closed|open    fail policy of --chain (default closed)\n"
+    "  --alerts FILE         append alert lines (EVE JSON) to FILE instead of the runtime\n"
+    "                        dir's logs/eve.json\n"
     "Exit: CMD's exit status (128+N if killed by signal N); 125 platform error, 126 CMD not\n"
     "executable, 127 CMD not found, 2 usage/config error.\n"
     "Environment: TOSEC_PRELOAD (shim path), TOSEC_BIN_DIR (platform binaries).\n";
@@ -89,6 +102,15 @@ const char* const kStatusHelp =
 const char* const kStatsHelp =
     "Usage: tosec stats [-c CONFIG] [--runtime-dir DIR]\n"
     "Same as `tosec status --json` (metrics export will grow here).\n";
+
+const char* const kAlertsHelp =
+    "Usage: tosec alerts [-c CONFIG] [--runtime-dir DIR] [--file FILE] [--follow] [--json]\n"
+    "Shows the alerts and blocks of the SVM chains, one line each: time, action, guest, SVM,\n"
+    "rule id, message, the stream's client -> server addresses, direction. They come from\n"
+    "the alert log RUNTIME_DIR/logs/eve.json (EVE-style JSON lines, docs/svm.md), or FILE\n"
+    "(e.g. the one `tosec run --alerts FILE` wrote).\n"
+    "  --follow   keep printing new alerts until interrupted\n"
+    "  --json     print the JSON lines as they are\n";
 
 int usage_error(const std::string& cmd, const std::string& msg) {
   std::fprintf(stderr, "tosec: %s\nTry 'tosec %s--help'.\n", msg.c_str(),
@@ -208,6 +230,14 @@ int cmd_run(const std::vector<std::string>& args) {
       ro.keep_runtime_dir = true;
       continue;
     }
+    if (a == "--chain" || a == "--fail" || a == "--alerts") {
+      if (i + 1 >= args.size()) return usage_error("run", a + " needs a value");
+      const std::string& v = args[++i];
+      if (a == "--chain") ro.chain = v;
+      if (a == "--fail") ro.fail = v;
+      if (a == "--alerts") ro.alert_log = v;
+      continue;
+    }
     if (a.starts_with("-") && a != "-") return usage_error("run", "unknown option '" + a + "'");
     break;  // first non-option: the command
   }
@@ -310,6 +340,50 @@ int cmd_status(const std::string& name, const char* help, const std::vector<std:
   return kExitOk;
 }
 
+std::atomic<bool> g_alerts_stop{false};
+
+int cmd_alerts(const std::vector<std::string>& args) {
+  CommonOptions co;
+  AlertsOptions ao;
+  std::optional<std::string> file;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string err;
+    if (common_option(args, &i, &co, &err)) {
+      if (!err.empty()) return usage_error("alerts", err);
+      if (co.help) {
+        std::fputs(kAlertsHelp, stdout);
+        return kExitOk;
+      }
+      continue;
+    }
+    if (args[i] == "--follow" || args[i] == "-f") {
+      ao.follow = true;
+    } else if (args[i] == "--json") {
+      ao.raw = true;
+    } else if (args[i] == "--file" && i + 1 < args.size()) {
+      file = args[++i];
+    } else {
+      return usage_error("alerts", "unexpected argument '" + args[i] + "'");
+    }
+  }
+  if (file) {
+    ao.path = *file;
+  } else {
+    auto cfg = load(co, nullptr);
+    if (!cfg) return kExitUsage;
+    ao.path = cfg->platform.runtime_dir + "/logs/eve.json";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_alerts_stop.store(true); };
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  if (auto s = show_alerts(ao, stdout, &g_alerts_stop); !s) {
+    std::fprintf(stderr, "tosec: alerts: %s\n", s.message().c_str());
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -335,6 +409,7 @@ int main(int argc, char* argv[]) {
                        : what == "down"   ? kDownHelp
                        : what == "status" ? kStatusHelp
                        : what == "stats"  ? kStatsHelp
+                       : what == "alerts" ? kAlertsHelp
                                           : nullptr;
     if (text == nullptr) return usage_error("", "unknown command '" + what + "'");
     std::fputs(text, stdout);
@@ -345,9 +420,9 @@ int main(int argc, char* argv[]) {
   if (cmd == "down") return cmd_down(rest);
   if (cmd == "status") return cmd_status("status", kStatusHelp, rest, false);
   if (cmd == "stats") return cmd_status("stats", kStatsHelp, rest, true);
-  if (cmd == "alerts" || cmd == "provision") {
-    std::fprintf(stderr, "tosec: '%s' is not implemented yet (it comes with the SVM chains)\n",
-                 cmd.c_str());
+  if (cmd == "alerts") return cmd_alerts(rest);
+  if (cmd == "provision") {
+    std::fprintf(stderr, "tosec: 'provision' is not implemented yet (it comes with VM mode)\n");
     return kExitUsage;
   }
   return usage_error("", "unknown command '" + cmd + "'");

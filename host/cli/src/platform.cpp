@@ -8,10 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "tosec/cli/process.h"
@@ -31,6 +33,19 @@ GuestPaths guest_paths(const std::string& runtime_dir, const std::string& guest,
   p.ivshmem_log = runtime_dir + "/logs/" + guest + ".ivshmem.log";
   p.tovm_log = runtime_dir + "/logs/" + guest + ".tovm.log";
   p.shm_name = shm_name;
+  return p;
+}
+
+InspectionPaths inspection_paths(const std::string& runtime_dir, const std::string& guest,
+                                 const std::string& shm_name, const std::string& alert_log) {
+  InspectionPaths p;
+  const std::string dir = runtime_dir + "/guests/" + guest;
+  p.ivshmem_socket = dir + "/inspect.sock";
+  p.topology_file = dir + "/topology.pb";
+  p.shm_name = shm_name.empty() ? std::string() : shm_name + "-inspect";
+  p.log_dir = runtime_dir + "/logs";
+  p.alert_log = alert_log.empty() ? p.log_dir + "/eve.json" : alert_log;
+  p.ivshmem_log = p.log_dir + "/" + guest + ".inspect.ivshmem.log";
   return p;
 }
 
@@ -156,7 +171,8 @@ GuestPlatform::GuestPlatform(Binaries bin, TovmConfig tovm, GuestConfig guest, G
       paths_(std::move(paths)) {}
 
 GuestPlatform::~GuestPlatform() {
-  if (server_pid_ > 0 || tovm_pid_ > 0) stop();
+  const bool svms = std::any_of(svm_pids_.begin(), svm_pids_.end(), [](pid_t p) { return p > 0; });
+  if (server_pid_ > 0 || tovm_pid_ > 0 || inspect_server_pid_ > 0 || svms) stop();
 }
 
 // Starts argv in its own process group with stdin from /dev/null and stdout+stderr appended to
@@ -182,6 +198,37 @@ rpc::Result<pid_t> GuestPlatform::spawn_logged(std::vector<std::string> argv,
   return *pid;
 }
 
+namespace {
+
+// Waits until `ready()` holds for the child *pid, which logs to `log` from `offset`. On exit or
+// timeout the error names the process and quotes the end of its log; a timed-out child is
+// stopped (and *pid reset) by the caller's `stop`.
+template <class Ready>
+Status wait_ready(pid_t* pid, const std::string& what, const std::string& waiting_for,
+                  const std::string& log, long offset, std::chrono::milliseconds timeout,
+                  Ready ready, const std::function<void()>& stop) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready()) {
+    int status = 0;
+    if (try_reap(*pid, &status)) {
+      *pid = -1;
+      return Error{EIO, what + " " + describe_wait_status(status) +
+                            " before it was ready; end of " + log + ":\n" +
+                            tail_file(log, offset, 15)};
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      stop();
+      return Error{ETIMEDOUT, what + " did not " + waiting_for + " within " +
+                                  std::to_string(timeout.count() / 1000) + " s; end of " + log +
+                                  ":\n" + tail_file(log, offset, 15)};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return {};
+}
+
+}  // namespace
+
 Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
   if (auto s = make_dirs(paths_.dir); !s) return s;
   if (auto s = make_dirs(std::filesystem::path(paths_.ivshmem_log).parent_path()); !s) return s;
@@ -190,55 +237,103 @@ Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
   auto pid = spawn_logged(ivshmem_server_argv(bin_, guest_, paths_), paths_.ivshmem_log, &offset);
   if (!pid) return pid.error();
   server_pid_ = *pid;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!socket_accepts(paths_.ivshmem_socket)) {
-    int status = 0;
-    if (try_reap(server_pid_, &status)) {
-      server_pid_ = -1;
-      return Error{EIO, "guest " + guest_.name + ": " + kIvshmemServerName + " " +
-                            describe_wait_status(status) + " before it was ready; end of " +
-                            paths_.ivshmem_log + ":\n" + tail_file(paths_.ivshmem_log, offset, 15)};
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      stop_server();
-      return Error{ETIMEDOUT, "guest " + guest_.name + ": " + kIvshmemServerName +
-                                  " did not listen on " + paths_.ivshmem_socket + " within " +
-                                  std::to_string(timeout.count() / 1000) + " s; end of " +
-                                  paths_.ivshmem_log + ":\n" +
-                                  tail_file(paths_.ivshmem_log, offset, 15)};
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return {};
+  return wait_ready(
+      &server_pid_, "guest " + guest_.name + ": " + kIvshmemServerName,
+      "listen on " + paths_.ivshmem_socket, paths_.ivshmem_log, offset, timeout,
+      [&] { return socket_accepts(paths_.ivshmem_socket); }, [&] { stop_server(); });
 }
 
 Status GuestPlatform::start_tovm(std::chrono::milliseconds timeout) {
   if (auto s = make_dirs(paths_.dir); !s) return s;
   ::unlink(paths_.sidecar_socket.c_str());
   ::unlink(paths_.status_socket.c_str());
+  auto argv = tovm_argv(bin_, tovm_, guest_, paths_);
+  if (!inspection_.empty()) {
+    if (auto s = write_topology(inspection_.topology, inspection_paths_.topology_file); !s) {
+      return s;
+    }
+    for (const auto& a : {std::string("--inspect-ivshmem"), inspection_paths_.ivshmem_socket,
+                          std::string("--topology"), inspection_paths_.topology_file,
+                          std::string("--alert-log"), inspection_paths_.alert_log}) {
+      argv.push_back(a);
+    }
+  }
   long offset = 0;
-  auto pid = spawn_logged(tovm_argv(bin_, tovm_, guest_, paths_), paths_.tovm_log, &offset);
+  auto pid = spawn_logged(std::move(argv), paths_.tovm_log, &offset);
   if (!pid) return pid.error();
   tovm_pid_ = *pid;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!log_has_line(paths_.tovm_log, offset, kTovmReadyLine)) {
-    int status = 0;
-    if (try_reap(tovm_pid_, &status)) {
-      tovm_pid_ = -1;
-      return Error{EIO, "guest " + guest_.name + ": " + kTovmName + " " +
-                            describe_wait_status(status) + " before it was ready; end of " +
-                            paths_.tovm_log + ":\n" + tail_file(paths_.tovm_log, offset, 15)};
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      stop_tovm();
-      return Error{ETIMEDOUT, "guest " + guest_.name + ": " + kTovmName + " did not print '" +
-                                  kTovmReadyLine + "' within " +
-                                  std::to_string(timeout.count() / 1000) + " s; end of " +
-                                  paths_.tovm_log + ":\n" + tail_file(paths_.tovm_log, offset, 15)};
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return wait_ready(
+      &tovm_pid_, "guest " + guest_.name + ": " + kTovmName,
+      std::string("print '") + kTovmReadyLine + "'", paths_.tovm_log, offset, timeout,
+      [&] { return log_has_line(paths_.tovm_log, offset, kTovmReadyLine); }, [&] { stop_tovm(); });
+}
+
+void GuestPlatform::set_inspection(InspectionPlan plan, InspectionPaths paths) {
+  inspection_ = std::move(plan);
+  inspection_paths_ = std::move(paths);
+  svm_pids_.assign(inspection_.svms.size(), -1);
+}
+
+Status GuestPlatform::start_inspection_server(std::chrono::milliseconds timeout) {
+  const auto& ip = inspection_paths_;
+  if (auto s = make_dirs(paths_.dir); !s) return s;
+  if (auto s = make_dirs(ip.log_dir); !s) return s;
+  ::unlink(ip.ivshmem_socket.c_str());
+  // Vectors: one doorbell per mesh node (the TOE and each SVM address each other by peer id).
+  std::vector<std::string> argv = {bin_.ivshmem_server,
+                                   "-F",
+                                   "-S",
+                                   ip.ivshmem_socket,
+                                   "-M",
+                                   ip.shm_name,
+                                   "-l",
+                                   std::to_string(kInspectionRegionSize),
+                                   "-n",
+                                   "1"};
+  long offset = 0;
+  auto pid = spawn_logged(std::move(argv), ip.ivshmem_log, &offset);
+  if (!pid) return pid.error();
+  inspect_server_pid_ = *pid;
+  return wait_ready(
+      &inspect_server_pid_, "guest " + guest_.name + ": inspection " + kIvshmemServerName,
+      "listen on " + ip.ivshmem_socket, ip.ivshmem_log, offset, timeout,
+      [&] { return socket_accepts(ip.ivshmem_socket); },
+      [&] { stop_processes({&inspect_server_pid_}, kStopGrace); });
+}
+
+Status GuestPlatform::start_svm(std::size_t index, std::chrono::milliseconds timeout) {
+  if (index >= inspection_.svms.size()) return Error{EINVAL, "no SVM #" + std::to_string(index)};
+  if (!is_executable(bin_.svm)) {
+    return Error{ENOENT, std::string(kSvmName) + " not found at " + bin_.svm +
+                             " (needed by the guest's chains; set TOSEC_BIN_DIR)"};
   }
-  return {};
+  const SvmInstance& svm = inspection_.svms[index];
+  const std::string log =
+      inspection_paths_.log_dir + "/" + guest_.name + ".svm." + svm.svm.name + ".log";
+  long offset = 0;
+  auto pid = spawn_logged(svm_argv(bin_.svm, svm, guest_.name, inspection_paths_), log, &offset);
+  if (!pid) return pid.error();
+  pid_t* slot = &svm_pids_[index];
+  *slot = *pid;
+  return wait_ready(
+      slot, "guest " + guest_.name + ": svm " + svm.svm.name,
+      std::string("print '") + kSvmReadyLine + "'", log, offset, timeout,
+      [&] { return log_has_line(log, offset, kSvmReadyLine); },
+      [&] { stop_processes({slot}, kStopGrace); });
+}
+
+void GuestPlatform::stop_svms() {
+  std::vector<pid_t*> pids;
+  for (auto& p : svm_pids_) pids.push_back(&p);
+  if (!pids.empty()) stop_processes(pids, kStopGrace);
+}
+
+int GuestPlatform::svm_index(pid_t pid) const {
+  if (pid <= 0) return -1;
+  for (std::size_t i = 0; i < svm_pids_.size(); ++i) {
+    if (svm_pids_[i] == pid) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 void GuestPlatform::stop_tovm() {
@@ -248,10 +343,15 @@ void GuestPlatform::stop_tovm() {
 }
 
 void GuestPlatform::stop_server() {
-  stop_processes({&server_pid_}, kStopGrace);
-  // A killed server cannot clean up: the socket and the shm object are ours to remove.
+  stop_processes({&server_pid_, &inspect_server_pid_}, kStopGrace);
+  // A killed server cannot clean up: the sockets and the shm objects are ours to remove.
   ::unlink(paths_.ivshmem_socket.c_str());
   if (!paths_.shm_name.empty()) ::shm_unlink(paths_.shm_name.c_str());
+  if (!inspection_.empty()) {
+    ::unlink(inspection_paths_.ivshmem_socket.c_str());
+    ::unlink(inspection_paths_.topology_file.c_str());
+    if (!inspection_paths_.shm_name.empty()) ::shm_unlink(inspection_paths_.shm_name.c_str());
+  }
 }
 
 bool GuestPlatform::forget(pid_t pid) {
@@ -262,6 +362,14 @@ bool GuestPlatform::forget(pid_t pid) {
   }
   if (pid == tovm_pid_) {
     tovm_pid_ = -1;
+    return true;
+  }
+  if (pid == inspect_server_pid_) {
+    inspect_server_pid_ = -1;
+    return true;
+  }
+  if (const int i = svm_index(pid); i >= 0) {
+    svm_pids_[static_cast<std::size_t>(i)] = -1;
     return true;
   }
   return false;

@@ -100,11 +100,12 @@ int pending_terminate(int sfd) {
 
 }  // namespace
 
-int run_command(const Config& cfg, const RunOptions& opts) {
+int run_command(const Config& config, const RunOptions& opts) {
   if (opts.command.empty()) {
     say("run: no command given (usage: tosec run [OPTIONS] -- CMD [ARGS...])");
     return 2;
   }
+  Config cfg = config;  // --chain adds an SVM chain to a copy
   const std::string& runtime_dir = cfg.platform.runtime_dir;
 
   // Which guest, and is a `tosec up` platform serving it?
@@ -130,7 +131,7 @@ int run_command(const Config& cfg, const RunOptions& opts) {
     guest_name = cfg.guests.at(0).name;
   }
   bool use_running = false;
-  if (supervisor) {
+  if (supervisor && !opts.chain) {  // a running platform's chains come from its own config
     const auto names = platform_guests(runtime_dir);
     use_running = std::find(names.begin(), names.end(), guest_name) != names.end();
   }
@@ -139,6 +140,13 @@ int run_command(const Config& cfg, const RunOptions& opts) {
     say("no guest \"" + guest_name + "\" in " + cfg.source +
         (supervisor ? " nor in the platform running in " + runtime_dir : std::string()));
     return 2;
+  }
+
+  if (opts.chain) {
+    if (auto s = apply_chain_option(cfg, guest_name, *opts.chain, opts.fail); !s) {
+      say(s.message());
+      return 2;
+    }
   }
 
   const std::string tmp_base = run_dir_base(guest_name);
@@ -203,6 +211,28 @@ int run_command(const Config& cfg, const RunOptions& opts) {
                             private_dir.substr(private_dir.size() - 6) + "-" + guest_name;
     const GuestPaths paths = guest_paths(private_dir, guest_name, shm);
     platform = std::make_unique<GuestPlatform>(*bin, cfg.tovm, *guest, paths);
+    auto data_dir = resolve_data_dir(::getenv("TOSEC_DATA_DIR"), self_dir());
+    auto plan = plan_inspection(cfg, guest_name, data_dir ? *data_dir : std::string("."));
+    if (!plan) {
+      say(plan.error().message);
+      teardown();
+      return 2;
+    }
+    if (!plan->empty()) {
+      const bool needs_defaults =
+          std::any_of(plan->svms.begin(), plan->svms.end(), [&](const SvmInstance& v) {
+            return std::none_of(cfg.svms.begin(), cfg.svms.end(), [&](const SvmConfig& c) {
+              return c.name == v.svm.name && !c.rules.empty();
+            });
+          });
+      if (needs_defaults && !data_dir) {
+        say(data_dir.error().message);
+        teardown();
+        return kExitPlatformError;
+      }
+      platform->set_inspection(std::move(*plan),
+                               inspection_paths(private_dir, guest_name, shm, opts.alert_log));
+    }
     if (auto s = platform->start(); !s) {
       say("cannot bring up the embedded platform: " + s.message());
       teardown();
@@ -261,6 +291,16 @@ int run_command(const Config& cfg, const RunOptions& opts) {
       if (r == pid) {
         exit_code = exit_code_from_wait_status(status);
         done = true;
+      } else if (const int svm = platform ? platform->svm_index(r) : -1; svm >= 0) {
+        // The TOE applies the chain's fail policy to the dead SVM's streams; we bring it back
+        // for new streams.
+        platform->forget(r);
+        const auto& name = platform->inspection().svms[static_cast<std::size_t>(svm)].svm.name;
+        say("warning: svm " + name + " (pid " + std::to_string(r) + ") " +
+            describe_wait_status(status) + "; restarting it");
+        if (auto s = platform->start_svm(static_cast<std::size_t>(svm)); !s) {
+          say("warning: cannot restart svm " + name + ": " + s.message());
+        }
       } else if (platform && (r == platform->tovm_pid() || r == platform->server_pid())) {
         const bool tovm = r == platform->tovm_pid();
         platform->forget(r);

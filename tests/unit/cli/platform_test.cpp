@@ -39,7 +39,7 @@ TEST(CliArgv, IvshmemServerGetsThePow2RegionSize) {
   const std::uint64_t size = guest_region_size(g.channel);
   EXPECT_TRUE(std::has_single_bit(size));
   EXPECT_GE(size, rpc::guest_region_layout(g.channel).required_size());
-  const auto argv = ivshmem_server_argv({"/b/tosec-ivshmem-server", "/b/tosec-tovm"}, g,
+  const auto argv = ivshmem_server_argv({"/b/tosec-ivshmem-server", "/b/tosec-tovm", ""}, g,
                                         guest_paths("/r", "g0", "/tosec-g0-1"));
   const std::vector<std::string> want = {
       "/b/tosec-ivshmem-server", "-F", "-S", "/r/guests/g0/ivshmem.sock", "-M", "/tosec-g0-1", "-l",
@@ -56,7 +56,7 @@ TEST(CliArgv, TovmGetsEveryChannelParameter) {
   t.workers = 2;
   t.spin_ns = 500;
   t.log_level = "info";
-  const auto argv = tovm_argv({"/b/s", "/b/tosec-tovm"}, t, g, guest_paths("/r", "web", ""));
+  const auto argv = tovm_argv({"/b/s", "/b/tosec-tovm", ""}, t, g, guest_paths("/r", "web", ""));
   auto value = [&](const std::string& flag) {
     auto it = std::find(argv.begin(), argv.end(), flag);
     return it == argv.end() || it + 1 == argv.end() ? std::string("<missing>") : *(it + 1);

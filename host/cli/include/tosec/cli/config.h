@@ -1,6 +1,6 @@
 // The platform config file (docs/config.md): one TOML file describes the topology the `tosec`
 // CLI brings up: the runtime directory, the TOVM's engine settings, the guests and their channel
-// geometry, and (reserved, parsed and validated but not used yet) SVMs, chains and policies.
+// geometry, and the inspection: SVMs, chains and the policies that select a chain for a stream.
 //
 // Contract: parse_config() either returns a fully validated Config or one Error whose message
 // names the file, the line:column of the offending value and the field path, then what was
@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,17 +44,22 @@ struct GuestConfig {
   std::vector<std::string> exclude;  // CIDRs and "port:N": traffic that stays on the kernel
 };
 
-// ---- reserved: parsed and validated, not used by the platform yet -------------------------
+// ---- inspection: security VMs, chains, policies (docs/config.md, docs/svm.md) --------------
 struct SvmConfig {
   std::string name;
   std::string engine;  // "ids" | "waf" | "av" | "acl"
-  std::string rules;   // rules file, relative paths are relative to the config file
+  std::string rules;   // rules file or directory, absolute (resolved against the config file);
+                       // empty: the engine's shipped default under examples/rules
+  std::string mode = "prevent";                // "prevent" (blocks) | "detect" (alerts only)
+  std::uint32_t workers = 1;                   // inspection worker threads
+  std::map<std::string, std::string> options;  // engine-specific settings
 };
 
 struct ChainConfig {
   std::string name;
   std::vector<std::vector<std::string>> steps;  // each step: one SVM or a parallel group
   std::string fail = "closed";                  // "closed" | "open"
+  std::uint32_t deadline_ms = 2000;             // per payload per step before the SVM is "down"
 };
 
 struct PolicyConfig {
@@ -77,6 +83,10 @@ struct Config {
 
   const GuestConfig* find_guest(std::string_view name) const;
 };
+
+// A path in a config file, relative to the directory of `source` (unchanged if absolute or if
+// `source` is not a file).
+std::string resolve_config_path(const std::string& source, const std::string& path);
 
 // Parses and validates `text`; `source` names the file in messages.
 rpc::Result<Config> parse_config(std::string_view text, const std::string& source);

@@ -48,6 +48,7 @@ rpc::Result<std::string> resolve_preload(const char* env_preload, const std::str
 struct Binaries {
   std::string ivshmem_server;
   std::string tovm;
+  std::string svm;  // tosec-svm: checked only when a chain needs it
 };
 rpc::Result<Binaries> resolve_binaries(const char* env_bin_dir, const std::string& self_dir,
                                        const ExistsFn& executable = is_executable);

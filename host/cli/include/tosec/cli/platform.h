@@ -7,6 +7,10 @@
 //   <dir>/logs/<guest>.ivshmem.log   stdout+stderr of the guest's ivshmem server
 //   <dir>/logs/<guest>.tovm.log      stdout+stderr of the guest's TOE
 //   <dir>/guests/<guest>/ivshmem.sock, sidecar.sock, status.sock
+//   with inspection (a policy of the guest selects a chain, docs/svm.md):
+//   <dir>/guests/<guest>/inspect.sock, topology.pb   the inspection region's ivshmem server
+//   <dir>/logs/<guest>.inspect.ivshmem.log, <guest>.svm.<name>.log
+//   <dir>/logs/eve.json                              alerts, one JSON line each (EVE style)
 //
 // Contract: GuestPlatform owns its child pids; whoever reaps children centrally (the run loop,
 // the supervisor) tells it with forget(). Start calls block until the child is ready or a
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "tosec/cli/config.h"
+#include "tosec/cli/inspection.h"
 #include "tosec/cli/launch.h"
 #include "tosec/rpc/status.h"
 
@@ -51,6 +56,10 @@ std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestCon
                                              const GuestPaths& paths);
 std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
                                    const GuestConfig& guest, const GuestPaths& paths);
+// Inspection paths of a guest; alert_log empty = <runtime>/logs/eve.json.
+InspectionPaths inspection_paths(const std::string& runtime_dir, const std::string& guest,
+                                 const std::string& shm_name, const std::string& alert_log = {});
+inline constexpr std::uint64_t kInspectionRegionSize = std::uint64_t{64} << 20;
 
 class GuestPlatform {
  public:
@@ -65,16 +74,35 @@ class GuestPlatform {
   rpc::Status start_server(std::chrono::milliseconds timeout = kReadyTimeout);
   // Starts the TOE and waits for its ready line in its log.
   rpc::Status start_tovm(std::chrono::milliseconds timeout = kReadyTimeout);
+  // Inspection: when set (non-empty plan), start() also starts the inspection region's ivshmem
+  // server before the TOE and the SVMs after it (the TOE formats the region they attach).
+  void set_inspection(InspectionPlan plan, InspectionPaths paths);
+  rpc::Status start_inspection_server(std::chrono::milliseconds timeout = kReadyTimeout);
+  // Starts one SVM (by its index in the plan) and waits for its ready line.
+  rpc::Status start_svm(std::size_t index, std::chrono::milliseconds timeout = kReadyTimeout);
   rpc::Status start() {
     if (auto s = start_server(); !s) return s;
-    return start_tovm();
+    if (!inspection_.empty()) {
+      if (auto s = start_inspection_server(); !s) return s;
+    }
+    if (auto s = start_tovm(); !s) return s;
+    for (std::size_t i = 0; i < inspection_.svms.size(); ++i) {
+      if (auto s = start_svm(i); !s) return s;
+    }
+    return {};
   }
+  void stop_svms();
   void stop_tovm();
-  void stop_server();  // also unlinks the shm object and the guest's sockets
+  void stop_server();  // also unlinks the shm objects and the guest's sockets
   void stop() {
+    stop_svms();
     stop_tovm();
     stop_server();
   }
+  // The SVM index of a child pid (-1 if it is not one of our SVMs).
+  int svm_index(pid_t pid) const;
+  const InspectionPlan& inspection() const { return inspection_; }
+  const InspectionPaths& inspection_paths() const { return inspection_paths_; }
   // A child was reaped elsewhere: forget its pid. Returns true if it was one of ours.
   bool forget(pid_t pid);
 
@@ -94,6 +122,10 @@ class GuestPlatform {
   GuestPaths paths_;
   pid_t server_pid_ = -1;
   pid_t tovm_pid_ = -1;
+  pid_t inspect_server_pid_ = -1;
+  InspectionPlan inspection_;
+  InspectionPaths inspection_paths_;
+  std::vector<pid_t> svm_pids_;
   bool die_with_parent_ = true;
 };
 

@@ -28,6 +28,9 @@ struct RunOptions {
   bool config_given = false;         // -c was given (else cfg is the built-in default)
   bool embedded = false;             // --embedded: never use a `tosec up` platform
   bool keep_runtime_dir = false;     // --keep: keep the embedded runtime dir (logs)
+  std::optional<std::string> chain;  // --chain ids,waf+av (embedded platform only)
+  std::string fail = "closed";       // --fail closed|open, for --chain
+  std::string alert_log;             // --alerts FILE: where SVMs append alert lines
   std::vector<std::string> command;
 };
 
