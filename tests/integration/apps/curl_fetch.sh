@@ -5,24 +5,15 @@
 # The transfer is rate-limited to 32 MB/s (~0.5 s) so that the offload check's ss sampler sees
 # the connection.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/app_steps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/app_steps.sh"
 apps_init "$@"
 apps_require nginx curl
-port=8080
-web="$APPS_TMP/nginx"
-write_nginx_conf "$web" "$PEER_IP:$port" 2
-sum="$(make_random_file "$web/www/big.bin" 16)"
-printf 'hello from H2 %s\n' "$$" >"$web/www/index.html"
-start_nginx nginx "$web" peer
-wait_for_port --peer "$PEER_IP" "$port" 10 "$BG_PID" nginx
+peer_web_site
 offload_watch_start "dst $PEER_IP"
 check_run curl 60 guest curl -sS --fail --max-time 50 --limit-rate 32M -o "$APPS_TMP/got.html" \
-  "http://$PEER_IP:$port/index.html" -o "$APPS_TMP/got.bin" "http://$PEER_IP:$port/big.bin"
-[[ "$(cat "$APPS_TMP/got.html")" == "hello from H2 $$" ]] ||
-  fail "index.html content differs: '$(head -c 100 "$APPS_TMP/got.html")'"
-got="$(sha_of "$APPS_TMP/got.bin")"
-[[ "$got" == "$sum" ]] ||
-  fail "big.bin checksum differs: got $got ($(stat -c %s "$APPS_TMP/got.bin") bytes), expected $sum"
+  "$PEER_WEB_URL/index.html" -o "$APPS_TMP/got.bin" "$PEER_WEB_URL/big.bin"
+expect_content "$APPS_TMP/got.html" "$PEER_PAGE" "index.html content differs:"
+expect_sha "$APPS_TMP/got.bin" "$PEER_BIG_SUM" big.bin
 offload_watch_check
 pass "curl fetched index.html and 16 MiB big.bin, sha256 ok$OFFLOAD_NOTE"

@@ -2,17 +2,14 @@
 # app: netserver (netperf TCP_RR, TCP_CRR, TCP_STREAM, TCP_MAERTS) | role: guest server
 # netserver is the guest application (it forks a child per test); netperf runs in the peer.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/app_steps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/app_steps.sh"
 apps_init "$@"
 apps_require netperf netserver
 free_port
 port=$FREE_PORT
 start_guest_bg netserver netserver -D -4 -p "$port" -L "$HOST_IP"
-srv=$BG_PID
-wait_for_port "$HOST_IP" "$port" 20 "$srv" netserver
-offload_listener_check "$port"
-offload_watch_start "src $HOST_IP"
+guest_server_ready netserver "$port"
 summary=()
 for t in TCP_RR TCP_CRR TCP_STREAM TCP_MAERTS; do
   # shellcheck disable=SC2054  # "64,64" is one netperf argument
@@ -24,7 +21,7 @@ for t in TCP_RR TCP_CRR TCP_STREAM TCP_MAERTS; do
   is_positive "${line%%,*}" ||
     fail "netperf $t against the guest netserver: no positive result: $(first_error_line "$APPS_TMP/netperf-$t.out")"
   summary+=("$t=${line/,/ }")
-  bg_alive "$srv" netserver
+  bg_alive "$GUEST_SRV" netserver
 done
 offload_watch_check
 pass "${summary[*]}$OFFLOAD_NOTE"

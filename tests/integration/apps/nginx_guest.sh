@@ -3,8 +3,8 @@
 # nginx is the guest application (its own config in a temp dir, `daemon off;`); curl in the peer
 # fetches a page, a 16 MiB random file (sha256 checked) and then 20 pages on parallel connections.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/netns.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/app_steps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/app_steps.sh"
 apps_init "$@"
 apps_require nginx curl
 free_port
@@ -14,10 +14,8 @@ write_nginx_conf "$web" "$HOST_IP:$port" 2
 sum="$(make_random_file "$web/www/big.bin" 16)"
 printf 'hello from the guest %s\n' "$$" >"$web/www/index.html"
 start_nginx nginx "$web" guest
-srv=$BG_PID
-wait_for_port "$HOST_IP" "$port" 20 "$srv" nginx
-offload_listener_check "$port"
-offload_watch_start "src $HOST_IP"
+guest_server_ready nginx "$port"
+srv=$GUEST_SRV
 # master + 2 workers
 for ((i = 0; i < 50; i++)); do
   (($(session_procs "$srv" nginx) >= 3)) && break
@@ -26,12 +24,9 @@ done
 n="$(session_procs "$srv" nginx)"
 ((n >= 3)) || fail "expected nginx master + 2 workers, found $n nginx processes"
 check_run curl-page 30 peer curl -sS --fail --max-time 20 -o "$APPS_TMP/got.html" "http://$HOST_IP:$port/index.html"
-[[ "$(cat "$APPS_TMP/got.html")" == "hello from the guest $$" ]] ||
-  fail "index.html content differs: '$(head -c 100 "$APPS_TMP/got.html")'"
+expect_content "$APPS_TMP/got.html" "hello from the guest $$" "index.html content differs:"
 check_run curl-big 60 peer curl -sS --fail --max-time 50 -o "$APPS_TMP/got.bin" "http://$HOST_IP:$port/big.bin"
-got="$(sha_of "$APPS_TMP/got.bin")"
-[[ "$got" == "$sum" ]] ||
-  fail "big.bin checksum differs: got $got ($(stat -c %s "$APPS_TMP/got.bin") bytes), expected $sum"
+expect_sha "$APPS_TMP/got.bin" "$sum" big.bin
 urls=()
 for ((i = 0; i < 20; i++)); do urls+=(-o /dev/null "http://$HOST_IP:$port/index.html"); done
 check_run curl-parallel 60 peer curl -sS --fail --max-time 50 --parallel --parallel-max 10 \

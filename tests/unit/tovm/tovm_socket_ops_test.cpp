@@ -4,6 +4,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include <memory>
+#include <string>
+
 #include "fake_guest.h"
 #include "toe_harness.h"
 
@@ -43,24 +46,35 @@ bool connect_pair(FakeGuest& g, Connected& c) {
   return c.peer.valid();
 }
 
-TEST(TovmSocketOps, ShutdownWriteSendsFinAfterQueuedBytes) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
-  Connected c;
-  ASSERT_TRUE(connect_pair(*g, c));
+// Every test here starts from a TOE, one fake guest joined to it, and a guest socket connected
+// through the TOE to a kernel peer.
+class TovmSocketOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(toe_.ok()) << toe_.error();
+    std::string err;
+    g_ = FakeGuest::join(toe_.options().ivshmem, toe_.options().sidecar, err);
+    ASSERT_TRUE(g_) << err;
+    ASSERT_TRUE(connect_pair(*g_, c_));
+  }
+
+  // Declared in start-up order: the connection's fds close first, the TOE goes last.
+  ToeHarness toe_;
+  std::unique_ptr<FakeGuest> g_;
+  Connected c_;
+};
+
+TEST_F(TovmSocketOps, ShutdownWriteSendsFinAfterQueuedBytes) {
   std::vector<std::byte> block(4096, std::byte{0x5A});
-  for (int i = 0; i < 12; ++i) ASSERT_TRUE(g->send_async(c.id, block));
-  EXPECT_EQ(g->simple(Op::kShutdown, c.id, SHUT_WR), 0);
-  EXPECT_NE(g->slot(c.id)->events.load() & rpc::kEvWriteShut, 0U);
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(g_->send_async(c_.id, block));
+  EXPECT_EQ(g_->simple(Op::kShutdown, c_.id, SHUT_WR), 0);
+  EXPECT_NE(g_->slot(c_.id)->events.load() & rpc::kEvWriteShut, 0U);
   std::size_t total = 0;
   char buf[8192];
   for (;;) {
-    pollfd p{c.peer.get(), POLLIN, 0};
+    pollfd p{c_.peer.get(), POLLIN, 0};
     ASSERT_EQ(::poll(&p, 1, kWaitMs), 1);
-    const ssize_t n = ::recv(c.peer.get(), buf, sizeof buf, 0);
+    const ssize_t n = ::recv(c_.peer.get(), buf, sizeof buf, 0);
     ASSERT_GE(n, 0);
     if (n == 0) break;  // FIN, after every queued byte
     total += static_cast<std::size_t>(n);
@@ -68,51 +82,37 @@ TEST(TovmSocketOps, ShutdownWriteSendsFinAfterQueuedBytes) {
   EXPECT_EQ(total, 12U * 4096U);
 }
 
-TEST(TovmSocketOps, LingerZeroResetsThePeerOnClose) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
-  Connected c;
-  ASSERT_TRUE(connect_pair(*g, c));
+TEST_F(TovmSocketOps, LingerZeroResetsThePeerOnClose) {
   const linger lg{1, 0};
-  ASSERT_EQ(g->setsockopt(c.id, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
-  c.a.reset();  // last reference: the TOE closes with RST
-  pollfd p{c.peer.get(), POLLIN, 0};
+  ASSERT_EQ(g_->setsockopt(c_.id, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  c_.a.reset();  // last reference: the TOE closes with RST
+  pollfd p{c_.peer.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, kWaitMs), 1);
   char b;
-  EXPECT_EQ(::recv(c.peer.get(), &b, 1, 0), -1);
+  EXPECT_EQ(::recv(c_.peer.get(), &b, 1, 0), -1);
   EXPECT_EQ(errno, ECONNRESET);
-  EXPECT_TRUE(wait_for([&] { return toe.stat("open") == 0; }));
+  EXPECT_TRUE(wait_for([&] { return toe_.stat("open") == 0; }));
 }
 
-TEST(TovmSocketOps, KickReSignalsReadabilityAndPeerResetIsPublished) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
-  Connected c;
-  ASSERT_TRUE(connect_pair(*g, c));
-  ASSERT_EQ(::send(c.peer.get(), "abc", 3, 0), 3);
-  pollfd p{c.a.get(), POLLIN, 0};
+TEST_F(TovmSocketOps, KickReSignalsReadabilityAndPeerResetIsPublished) {
+  ASSERT_EQ(::send(c_.peer.get(), "abc", 3, 0), 3);
+  pollfd p{c_.a.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, kWaitMs), 1);
   // The guest clears readiness the wrong way round (data still queued): it loses the race and
   // asks the TOE to signal again.
   char junk[16];
-  ASSERT_GT(::recv(c.a.get(), junk, sizeof junk, 0), 0);
-  g->slot(c.id)->rx_signalled.store(0);
+  ASSERT_GT(::recv(c_.a.get(), junk, sizeof junk, 0), 0);
+  g_->slot(c_.id)->rx_signalled.store(0);
   ASSERT_EQ(::poll(&p, 1, 0), 0);
-  g->kick(c.id, 1);
+  g_->kick(c_.id, 1);
   ASSERT_EQ(::poll(&p, 1, kWaitMs), 1) << "kKick re-signalled A";
   // A reset from the peer: so_error, kEvReset.
   const linger lg{1, 0};
-  ::setsockopt(c.peer.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  c.peer.reset();
-  EXPECT_TRUE(wait_for([&] { return (g->slot(c.id)->events.load() & rpc::kEvReset) != 0; }));
-  EXPECT_EQ(g->slot(c.id)->so_error.load(), ECONNRESET);
-  EXPECT_GE(g->slot(c.id)->error_seq.load(), 1U);
+  ::setsockopt(c_.peer.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  c_.peer.reset();
+  EXPECT_TRUE(wait_for([&] { return (g_->slot(c_.id)->events.load() & rpc::kEvReset) != 0; }));
+  EXPECT_EQ(g_->slot(c_.id)->so_error.load(), ECONNRESET);
+  EXPECT_GE(g_->slot(c_.id)->error_seq.load(), 1U);
 }
 
 }  // namespace
