@@ -237,7 +237,7 @@ Result<InspectionPlan> plan_inspection(const Config& cfg, const std::string& gue
 }
 
 std::vector<std::string> svm_argv(const std::string& svm_binary, const SvmInstance& svm,
-                                  const std::string& guest, const InspectionPaths& paths) {
+                                  const InspectionPaths& paths) {
   std::vector<std::string> argv = {svm_binary,
                                    "--engine",
                                    svm.svm.engine,
@@ -245,8 +245,6 @@ std::vector<std::string> svm_argv(const std::string& svm_binary, const SvmInstan
                                    svm.svm.rules,
                                    "--name",
                                    svm.svm.name,
-                                   "--guest",
-                                   guest,
                                    "--node",
                                    std::to_string(svm.node),
                                    "--ivshmem",

@@ -311,7 +311,7 @@ Status GuestPlatform::start_svm(std::size_t index, std::chrono::milliseconds tim
   const std::string log =
       inspection_paths_.log_dir + "/" + guest_.name + ".svm." + svm.svm.name + ".log";
   long offset = 0;
-  auto pid = spawn_logged(svm_argv(bin_.svm, svm, guest_.name, inspection_paths_), log, &offset);
+  auto pid = spawn_logged(svm_argv(bin_.svm, svm, inspection_paths_), log, &offset);
   if (!pid) return pid.error();
   pid_t* slot = &svm_pids_[index];
   *slot = *pid;

@@ -137,7 +137,7 @@ TEST(InspectionPlan, SvmArgv) {
   InspectionPaths p;
   p.ivshmem_socket = "/run/x/inspect.sock";
   p.alert_log = "/run/x/logs/eve.json";
-  const auto argv = svm_argv("/bin/tosec-svm", inst, "web", p);
+  const auto argv = svm_argv("/bin/tosec-svm", inst, p);
   const std::string joined = [&] {
     std::string j;
     for (const auto& a : argv) j += a + " ";

@@ -67,7 +67,7 @@ struct InspectionPaths {
 };
 
 std::vector<std::string> svm_argv(const std::string& svm_binary, const SvmInstance& svm,
-                                  const std::string& guest, const InspectionPaths& paths);
+                                  const InspectionPaths& paths);
 
 // Writes the topology file (binary protobuf, replaced atomically by rename).
 rpc::Status write_topology(const tosec::v1::Topology& topology, const std::string& path);
