@@ -203,8 +203,13 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
     return 0;
   }
   if ((p[0].revents & POLLNVAL) != 0) return -EBADF;
-  // B is gone: the TOE dropped this socket or died. Returning "re-check" would spin.
-  if ((p[0].revents & POLLHUP) != 0) return -ECONNRESET;
+  // POLLHUP: B is gone. Either the TOE closed it on purpose because the connection died
+  // (reset, refused: it published kEvError/kEvReset first, the caller finds them on its
+  // re-check) or the TOE dropped the socket / died: then returning "re-check" would spin.
+  if ((p[0].revents & POLLHUP) != 0) {
+    const std::uint32_t ev = s.slot->events.load(std::memory_order_acquire);
+    return (ev & (rpc::kEvError | rpc::kEvReset)) != 0 ? 0 : -ECONNRESET;
+  }
   return 0;
 }
 

@@ -66,6 +66,7 @@ long send_precheck(const Sock& s) {
   const std::uint32_t ev = s.slot->events.load(std::memory_order_acquire);
   if ((ev & rpc::kEvReset) != 0) {
     (void)take_so_error(s);  // the same reset: SO_ERROR must not report it again
+    clear_placeholder_error(s);
     return s.local->reset_reported.exchange(true) ? -EPIPE : -ECONNRESET;
   }
   if ((ev & rpc::kEvWriteShut) != 0) return -EPIPE;
@@ -190,9 +191,20 @@ bool rearm_readable(const Sock& s) {
        (rpc::kEvPeerClosed | rpc::kEvReset | rpc::kEvError)) != 0) {
     return false;
   }
-  // 1) take the readiness bytes out of A ...
+  // 1) take the readiness bytes out of A ... exactly as many as SIOCINQ counts, so that a recv
+  // never meets an empty A: once the TOE killed the placeholder (B closed after a reset,
+  // GuestSession::kill_placeholder) that recv would consume the ECONNRESET behind A's POLLERR.
+  // (Counting first also saves the recv that used to end every drain with EAGAIN.)
+  // Bytes that arrive after the count keep A readable: the re-check below finds their entries.
   char buf[64];
-  while (real().recv(s.fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  int queued = 0;
+  if (real().ioctl(s.fd, SIOCINQ, &queued) == 0) {
+    auto left = static_cast<std::size_t>(std::max(queued, 0));
+    while (left > 0) {
+      const ssize_t n = real().recv(s.fd, buf, std::min(sizeof buf, left), MSG_DONTWAIT);
+      if (n <= 0) break;
+      left -= static_cast<std::size_t>(n);
+    }
   }
   // 2) ... tell the TOE the next arrival must write a byte again, 3) re-check (Dekker).
   s.slot->rx_signalled.store(0, std::memory_order_relaxed);
@@ -308,6 +320,7 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
     if ((ev & rpc::kEvReset) != 0) {
       if (got > 0) return static_cast<long>(got);
       (void)take_so_error(*s);  // the same reset: SO_ERROR must not report it again
+      clear_placeholder_error(*s);
       return s->local->reset_reported.exchange(true) ? 0 : -ECONNRESET;
     }
     if (const int e = take_so_error(*s); e != 0) return got > 0 ? static_cast<long>(got) : -e;

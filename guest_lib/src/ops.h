@@ -54,7 +54,9 @@ void fill_placeholder(int a);
 // Clears A's readable state after the rx ring (or accept queue) was found empty. Returns true
 // if something arrived meanwhile (the caller re-checks; the TOE was kicked to re-signal).
 bool rearm_readable(const Sock& s);
-bool has_rx_work(const Sock& s);               // data, EOF, error or connection to accept
+bool has_rx_work(const Sock& s);  // data, EOF, error or connection to accept
+// Clears ECONNRESET in A's sk_err (POLLERR) once a dead stream socket's error was reported.
+void clear_placeholder_error(const Sock& s);
 int take_so_error(const Sock& s);              // pending SO_ERROR (read-and-clear), 0 if none
 void kick(const Sock& s, std::uint64_t what);  // 1 re-signal readable, 2 re-check writable
 

@@ -120,10 +120,17 @@ void kick(const Sock& s, std::uint64_t what) {
 }
 
 void fill_placeholder(int a) {
-  static const char junk[4096] = {};
-  for (int i = 0; i < 64; ++i) {
-    if (real().send(a, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return;
-  }
+  // A reports POLLOUT while its queued bytes' memory is at most a quarter of its send buffer
+  // (8 KiB): 2 KiB of junk are enough to cross that line. The fill ends with a sentinel byte
+  // the TOE leaves in B (guest_channel.h, "A's sentinel"); both sends succeed because A was
+  // writable before (its send buffer then has room for both). An A that is already unwritable
+  // is left alone, so that the sentinel stays the last byte queued.
+  pollfd p{a, POLLOUT, 0};
+  if (::poll(&p, 1, 0) >= 0 && (p.revents & POLLOUT) == 0) return;  // poll is never interposed
+  static const char junk[2048] = {};
+  if (real().send(a, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return;
+  const char sentinel = rpc::kPlaceholderSentinel;
+  (void)real().send(a, &sentinel, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 int take_so_error(const Sock& s) {
@@ -131,7 +138,20 @@ int take_so_error(const Sock& s) {
   if (seq == s.slot->guest_error_seq) return 0;
   const int e = s.slot->so_error.load(std::memory_order_acquire);
   s.slot->guest_error_seq = seq;
+  clear_placeholder_error(s);
   return e;
+}
+
+void clear_placeholder_error(const Sock& s) {
+  // The error is being reported to the application: like a TCP socket, A stops showing POLLERR
+  // (the TOE's kill_placeholder left ECONNRESET in A's sk_err; SO_ERROR reads and clears it).
+  if (!s.stream() ||
+      (s.slot->events.load(std::memory_order_acquire) & (rpc::kEvError | rpc::kEvReset)) == 0) {
+    return;
+  }
+  int v = 0;
+  socklen_t len = sizeof v;
+  (void)real().getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &v, &len);
 }
 
 int make_placeholder(int type_flags, int sv[2]) {
@@ -147,6 +167,10 @@ int make_placeholder(int type_flags, int sv[2]) {
   const int rcv = placeholder_rcvbuf();
   (void)real().setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
   (void)real().setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  // The sentinel: one byte the TOE never drains out of B, so that B closed by the TOE after a
+  // reset or refused connect sets ECONNRESET (POLLERR) on A (GuestSession::kill_placeholder).
+  const char sentinel = rpc::kPlaceholderSentinel;
+  (void)real().send(sv[0], &sentinel, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
   return 0;
 }
 

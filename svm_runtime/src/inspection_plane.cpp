@@ -2,6 +2,7 @@
 #include "tosec/svm/inspection_plane.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -92,6 +93,9 @@ class Plane final : public InspectionPlane {
   rpc::Status close_stream(std::uint64_t stream_id) override;
   std::size_t poll(const PlaneCallbacks& cb) override;
   rpc::Result<bool> wait(std::int64_t timeout_ns) override;
+  bool prepare_sleep() override;
+  void after_wake() override;
+  int max_sleep_ms() const override { return flights_.empty() && quarantine_.empty() ? -1 : 5; }
   void node_departed(rpc::PeerId peer) override;
   void mark_down(std::uint16_t node, const std::string& why) override;
   bool node_up(std::uint16_t node) const override { return node < down_.size() && !down_[node]; }
@@ -859,6 +863,25 @@ std::size_t Plane::poll(const PlaneCallbacks& cb) {
     }
   }
   return events;
+}
+
+bool Plane::prepare_sleep() {
+  bool queued = false;
+  for (const auto& q : outq_) queued = queued || !q.empty();
+  if (queued || !deliver_pending_.empty() || !block_events_.empty()) return false;
+  for (auto* f : sleeping_) f->store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (std::size_t j = 1; j < from_.size(); ++j) {
+    if (from_[j].available() != 0) {
+      after_wake();
+      return false;
+    }
+  }
+  return true;
+}
+
+void Plane::after_wake() {
+  for (auto* f : sleeping_) f->store(0, std::memory_order_relaxed);
 }
 
 rpc::Result<bool> Plane::wait(std::int64_t timeout_ns) {

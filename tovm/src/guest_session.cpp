@@ -408,6 +408,7 @@ bool GuestSession::run_once() {
   auto closing = std::move(closing_);
   closing_.clear();
   for (std::uint32_t id : closing) begin_close(id);
+  check_zombies();
   for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
     if (lanes_[i].active) {
       flush_completions(i);

@@ -1,6 +1,8 @@
 // GuestSession: sockets, readiness mirror (end B), the tx and rx data paths, close.
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -115,11 +117,75 @@ void GuestSession::make_writable(std::uint32_t id) {
   channel_.slot(id)->tx_blocked.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!s.b_end.valid()) return;
+  // Drain the guest's junk, but leave a trailing sentinel byte in B (guest_channel.h, "A's
+  // sentinel"): closing B while it holds unread bytes is what sets ECONNRESET (POLLERR) on A in
+  // kill_placeholder. The sentinel is a 1-byte skb of its own, so A becomes writable; a
+  // trailing junk byte is never left (part of a large skb would keep A unwritable).
   for (;;) {
-    const ssize_t n = ::recv(s.b_end.get(), scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    int queued = 0;
+    if (::ioctl(s.b_end.get(), SIOCINQ, &queued) != 0 || queued <= 0) break;
+    auto want = static_cast<std::size_t>(queued);
+    if (want <= scratch_.size()) {
+      const ssize_t p = ::recv(s.b_end.get(), scratch_.data(), want, MSG_PEEK | MSG_DONTWAIT);
+      if (p == queued && scratch_[want - 1] == static_cast<std::byte>(rpc::kPlaceholderSentinel)) {
+        --want;
+      }
+    }
+    if (want == 0) break;
+    const ssize_t n =
+        ::recv(s.b_end.get(), scratch_.data(), std::min(want, scratch_.size()), MSG_DONTWAIT);
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     break;  // EAGAIN, or EOF (reported by epoll as a hang-up)
+  }
+}
+
+void GuestSession::kill_placeholder(std::uint32_t id) {
+  // The connection is dead (reset, refused, timed out). A kernel TCP socket now reports
+  // POLLERR|POLLHUP|POLLIN|POLLRDHUP|POLLOUT; an AF_UNIX placeholder reports exactly that when
+  // its peer B is *released* while B's receive queue holds unread bytes (unix_release_sock:
+  // sk_err = ECONNRESET, sk_shutdown = SHUTDOWN_MASK on A). make_writable keeps the shim's
+  // sentinel byte in B for this. Without B, EOF on B can no longer tell us that the guest closed
+  // its last reference to A: sock_diag does (check_zombies).
+  TSocket& s = sockets_.at(id);
+  if (s.zombie || !s.b_end.valid()) return;
+  auto a = watch_.peer_of(s.b_end.get());
+  if (!a) {
+    // ENOTCONN: A is already gone; the hang-up on B closes the socket as usual. Anything else
+    // (no sock_diag): A stays readable and writable, without POLLERR/POLLHUP.
+    if (a.error().code != ENOTCONN && !watch_failed_logged_) {
+      watch_failed_logged_ = true;
+      log(LogLevel::kError,
+          "reset/refused connections are not mirrored as POLLHUP/POLLERR: " + a.error().message);
+    }
+    return;
+  }
+  // No readiness byte: closing B makes A readable (RCV_SHUTDOWN) together with the error and
+  // the hang-up, atomically for a poller. The guest never recv()s an empty A (it counts with
+  // SIOCINQ first), so nothing consumes the ECONNRESET but SO_ERROR.
+  channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
+  epoll_del(s.b_end.get());
+  s.b_end.reset();
+  s.zombie = true;
+  s.a = *a;
+  zombies_.push_back(id);
+}
+
+void GuestSession::check_zombies() {
+  if (zombies_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_zombie_check_) return;
+  next_zombie_check_ = now + std::chrono::milliseconds(kZombieCheckMs);
+  const auto ids = zombies_;  // begin_close may erase from zombies_
+  for (std::uint32_t id : ids) {
+    TSocket* s = sockets_.find(id);
+    if (s == nullptr || !s->zombie) continue;
+    auto alive = watch_.alive(s->a);
+    if (!alive) {
+      log(LogLevel::kInfo, "socket " + std::to_string(id) + ": " + alive.error().message);
+      continue;  // retried at the next check
+    }
+    if (!*alive) begin_close(id);  // the guest closed its last reference to A
   }
 }
 
@@ -141,8 +207,10 @@ void GuestSession::update_interest(std::uint32_t id) {
       }
       break;
     case rpc::SocketState::kConnected:
-      in.read = !s.rx_paused && !s.peer_closed && !s.read_shut && !s.reset;
+      in.read = !s.rx_paused && !s.peer_closed && !s.read_shut && !s.reset && !s.zombie;
       in.write = !s.txq.empty();
+      // After the peer's FIN a later RST must still reach A (POLLERR); a dead one is done.
+      in.error = s.peer_closed && !s.reset && !s.zombie;
       break;
     case rpc::SocketState::kClosing:
       in.write = !s.txq.empty();
@@ -369,12 +437,16 @@ void GuestSession::on_socket_error(std::uint32_t id, int err) {
     s.shut_wr_pending = false;
   }
   release_deferred(id, true);
-  signal_readable(id);
-  make_writable(id);
   if (s.state == rpc::SocketState::kClosing) {
     finish_close(id);
     return;
   }
+  // A stream connection that failed is over for good: mirror POLLERR|POLLHUP on A. First, so
+  // that A never shows the readiness below without the error (a poller would see POLLIN or
+  // POLLOUT alone). Without B the two calls below only clear the guest's flags.
+  if (s.type == SOCK_STREAM && s.state != rpc::SocketState::kListening) kill_placeholder(id);
+  signal_readable(id);
+  make_writable(id);
   update_interest(id);
 }
 
@@ -442,6 +514,7 @@ void GuestSession::finish_close(std::uint32_t id) {
       if (rx_owner_[c] == id) (void)rx_alloc_.reclaim(c);  // EPERM for chunks not lent: fine
     }
   }
+  if (s->zombie) std::erase(zombies_, id);
   rpc::SocketSlot* slot = channel_.slot(id);
   slot->state.store(rpc::SocketState::kFree, std::memory_order_release);
   slot->generation.store(s->generation + 1, std::memory_order_release);

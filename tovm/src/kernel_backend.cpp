@@ -149,6 +149,8 @@ rpc::Status KernelBackend::set_interest(BackendHandle h, std::uint64_t token, In
   std::uint32_t ev = 0;
   if (interest.read) ev |= EPOLLIN | EPOLLRDHUP;
   if (interest.write) ev |= EPOLLOUT;
+  // EPOLLERR/EPOLLHUP are always reported; ONESHOT makes a level-triggered HUP wake us once.
+  if (ev == 0 && interest.error) ev = EPOLLONESHOT;
   Reg& r = it->second;
   if (ev == r.events && (token == r.token || ev == 0)) {
     r.token = token;

@@ -3,7 +3,9 @@
 #include <getopt.h>
 
 #include <charconv>
+#include <iterator>
 #include <string_view>
+#include <vector>
 
 namespace tosec::tovm {
 
@@ -34,50 +36,68 @@ std::string tovm_usage(const char* prog) {
          "TCP offload engine for one guest (docs/tovm.md).\n";
 }
 
+namespace {
+
+// The numeric flags: one row each (name, limits, the option it sets). The getopt value of row i
+// is kNumericBase + i.
+struct U32Flag {
+  const char* name;
+  std::uint32_t min;
+  std::uint32_t max;
+  std::uint32_t& (*field)(TovmOptions&);
+};
+constexpr std::uint32_t kMaxU32 = 0xFFFFFFFFU;
+constexpr U32Flag kU32Flags[] = {
+    {"lanes", 1, kMaxU32, [](TovmOptions& o) -> std::uint32_t& { return o.channel.lanes; }},
+    {"max-sockets", 1, kMaxU32,
+     [](TovmOptions& o) -> std::uint32_t& { return o.channel.max_sockets; }},
+    {"ring-slots", 1, kMaxU32,
+     [](TovmOptions& o) -> std::uint32_t& { return o.channel.ring_slots; }},
+    {"socket-rx-entries", 1, kMaxU32,
+     [](TovmOptions& o) -> std::uint32_t& { return o.channel.socket_rx_entries; }},
+    {"chunk-size", 1, kMaxU32,
+     [](TovmOptions& o) -> std::uint32_t& { return o.channel.chunk_size; }},
+    {"tx-chunks-per-lane", 1, kMaxU32,
+     [](TovmOptions& o) -> std::uint32_t& { return o.channel.tx_chunks_per_lane; }},
+    {"rx-chunks", 1, kMaxU32, [](TovmOptions& o) -> std::uint32_t& { return o.channel.rx_chunks; }},
+    {"workers", 1, 64, [](TovmOptions& o) -> std::uint32_t& { return o.workers; }},
+};
+constexpr int kNumericBase = 2000;
+
+}  // namespace
+
 rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
-  enum {
-    kGuest = 1000,
-    kIvshmem,
-    kSidecar,
-    kStatus,
-    kLanes,
-    kMaxSockets,
-    kRingSlots,
-    kRxEntries,
-    kChunkSize,
-    kTxChunks,
-    kRxChunks,
-    kWorkers,
-    kSpinNs,
-    kLogLevel,
-    kHelp
-  };
-  static const option longopts[] = {
-      {"guest", required_argument, nullptr, kGuest},
-      {"ivshmem", required_argument, nullptr, kIvshmem},
-      {"sidecar", required_argument, nullptr, kSidecar},
-      {"status", required_argument, nullptr, kStatus},
-      {"lanes", required_argument, nullptr, kLanes},
-      {"max-sockets", required_argument, nullptr, kMaxSockets},
-      {"ring-slots", required_argument, nullptr, kRingSlots},
-      {"socket-rx-entries", required_argument, nullptr, kRxEntries},
-      {"chunk-size", required_argument, nullptr, kChunkSize},
-      {"tx-chunks-per-lane", required_argument, nullptr, kTxChunks},
-      {"rx-chunks", required_argument, nullptr, kRxChunks},
-      {"workers", required_argument, nullptr, kWorkers},
-      {"spin-ns", required_argument, nullptr, kSpinNs},
-      {"log-level", required_argument, nullptr, kLogLevel},
-      {"help", no_argument, nullptr, kHelp},
-      {nullptr, 0, nullptr, 0},
-  };
+  enum { kGuest = 1000, kIvshmem, kSidecar, kStatus, kSpinNs, kLogLevel, kHelp };
+  static const std::vector<option> longopts = [] {
+    std::vector<option> v = {
+        {"guest", required_argument, nullptr, kGuest},
+        {"ivshmem", required_argument, nullptr, kIvshmem},
+        {"sidecar", required_argument, nullptr, kSidecar},
+        {"status", required_argument, nullptr, kStatus},
+        {"spin-ns", required_argument, nullptr, kSpinNs},
+        {"log-level", required_argument, nullptr, kLogLevel},
+        {"help", no_argument, nullptr, kHelp},
+    };
+    for (std::size_t i = 0; i < std::size(kU32Flags); ++i) {
+      v.push_back(
+          {kU32Flags[i].name, required_argument, nullptr, kNumericBase + static_cast<int>(i)});
+    }
+    v.push_back({nullptr, 0, nullptr, 0});
+    return v;
+  }();
   TovmOptions o;
   optind = 0;
   opterr = 0;
-  constexpr std::uint32_t kMaxU32 = 0xFFFFFFFFU;
   for (;;) {
-    const int c = ::getopt_long(argc, argv, "h", longopts, nullptr);
+    const int c = ::getopt_long(argc, argv, "h", longopts.data(), nullptr);
     if (c == -1) break;
     rpc::Status s;
+    if (c >= kNumericBase && c < kNumericBase + static_cast<int>(std::size(kU32Flags))) {
+      const U32Flag& f = kU32Flags[static_cast<std::size_t>(c - kNumericBase)];
+      s = parse_num(f.name, optarg, f.field(o), f.min, f.max);
+      if (!s) return s.error();
+      continue;
+    }
     switch (c) {
       case kGuest:
         o.guest = optarg;
@@ -90,30 +110,6 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
         break;
       case kStatus:
         o.status = optarg;
-        break;
-      case kLanes:
-        s = parse_num("lanes", optarg, o.channel.lanes, 1U, kMaxU32);
-        break;
-      case kMaxSockets:
-        s = parse_num("max-sockets", optarg, o.channel.max_sockets, 1U, kMaxU32);
-        break;
-      case kRingSlots:
-        s = parse_num("ring-slots", optarg, o.channel.ring_slots, 1U, kMaxU32);
-        break;
-      case kRxEntries:
-        s = parse_num("socket-rx-entries", optarg, o.channel.socket_rx_entries, 1U, kMaxU32);
-        break;
-      case kChunkSize:
-        s = parse_num("chunk-size", optarg, o.channel.chunk_size, 1U, kMaxU32);
-        break;
-      case kTxChunks:
-        s = parse_num("tx-chunks-per-lane", optarg, o.channel.tx_chunks_per_lane, 1U, kMaxU32);
-        break;
-      case kRxChunks:
-        s = parse_num("rx-chunks", optarg, o.channel.rx_chunks, 1U, kMaxU32);
-        break;
-      case kWorkers:
-        s = parse_num("workers", optarg, o.workers, 1U, 64U);
         break;
       case kSpinNs:
         s = parse_num("spin-ns", optarg, o.spin_ns, std::int64_t{0}, std::int64_t{1'000'000'000});

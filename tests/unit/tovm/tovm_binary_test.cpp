@@ -107,6 +107,34 @@ TEST(TovmOptions, DefaultsAndErrors) {
     EXPECT_NE(o.error().message.find("--lanes"), std::string::npos);
   }
   {
+    // Every numeric flag reaches its own field (one table row each in options.cpp).
+    const char* argv[] = {"tovm",
+                          "--guest=g",
+                          "--ivshmem=i",
+                          "--sidecar=s",
+                          "--lanes=3",
+                          "--max-sockets=5",
+                          "--ring-slots=8",
+                          "--socket-rx-entries=16",
+                          "--chunk-size=128",
+                          "--tx-chunks-per-lane=7",
+                          "--rx-chunks=9",
+                          "--workers=2",
+                          "--spin-ns=11",
+                          nullptr};
+    auto o = parse_tovm_options(13, const_cast<char* const*>(argv));
+    ASSERT_TRUE(o) << o.error().message;
+    EXPECT_EQ(o->channel.lanes, 3U);
+    EXPECT_EQ(o->channel.max_sockets, 5U);
+    EXPECT_EQ(o->channel.ring_slots, 8U);
+    EXPECT_EQ(o->channel.socket_rx_entries, 16U);
+    EXPECT_EQ(o->channel.chunk_size, 128U);
+    EXPECT_EQ(o->channel.tx_chunks_per_lane, 7U);
+    EXPECT_EQ(o->channel.rx_chunks, 9U);
+    EXPECT_EQ(o->workers, 2U);
+    EXPECT_EQ(o->spin_ns, 11);
+  }
+  {
     const char* argv[] = {"tovm", "--ivshmem", "i", "--sidecar", "s", nullptr};
     auto o = parse_tovm_options(5, const_cast<char* const*>(argv));
     ASSERT_FALSE(o);

@@ -30,6 +30,15 @@
 //     unwritable (socket connecting, or send credit exhausted) and sets tx_blocked; the TOE
 //     drains B (reads and discards) when the connection is established/failed or send credit
 //     comes back, and clears tx_blocked.
+//   - A's sentinel: the guest writes one byte kPlaceholderSentinel into A when it creates the
+//     placeholder, and ends every junk fill with another one (a separate 1-byte send, so it is
+//     a whole skb of its own). The TOE drains B up to, not including, a sentinel that is the
+//     last byte queued (else it drains everything). B therefore holds unread bytes whenever the
+//     guest's fills allow it, so that the TOE closing B after a reset or a refused connect
+//     (instead of a guest close) makes the kernel set ECONNRESET on A: POLLERR|POLLHUP, as on a
+//     TCP socket. The TOE then learns of the guest's last close of A through sock_diag, no
+//     longer through EOF on B (docs/tovm.md, "Dead connections"). Either side without this
+//     rule still interoperates (A then shows POLLHUP without POLLERR, or B is drained fully).
 //   Both flags use the Dekker pattern of notifier.h; a guest that loses the race asks the TOE to
 //   re-signal with a kKick request. Spurious readiness is allowed (the call then returns EAGAIN);
 //   missing readiness is not.
@@ -97,6 +106,9 @@ enum class SocketState : std::uint32_t {
   kListening = 4,
   kClosing = 5,  // last reference gone, TOE flushing
 };
+
+// The last byte the TOE leaves in B (see "A's sentinel" above); junk bytes are never this value.
+inline constexpr char kPlaceholderSentinel = 'S';
 
 // SocketSlot::events bits (published by the TOE).
 inline constexpr std::uint32_t kEvPeerClosed = 1U

@@ -121,6 +121,15 @@ class InspectionPlane {
   // Sleeps until a verdict may be waiting or timeout_ns passes (-1: forever). True if ready.
   virtual rpc::Result<bool> wait(std::int64_t timeout_ns) = 0;
 
+  // For callers that multiplex the TOE's doorbell eventfd with others in epoll (the TOE
+  // worker): the Dekker step of notifier.h. prepare_sleep() marks every verdict ring as
+  // sleeping, fences and re-checks; false means work is ready (do not sleep; flags cleared).
+  // after_wake() clears the flags. max_sleep_ms(): how long the caller may sleep before poll()
+  // must run again for deadlines (-1: until a doorbell).
+  virtual bool prepare_sleep() = 0;
+  virtual void after_wake() = 0;
+  virtual int max_sleep_ms() const = 0;
+
   // The ivshmem peer `peer` departed (IvshmemClient::on_peer_left): its nodes are down.
   virtual void node_departed(rpc::PeerId peer) = 0;
   // Declares a node down now (operator action, tests of the fail policies).

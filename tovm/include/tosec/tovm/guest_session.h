@@ -27,6 +27,7 @@
 #include "tosec/rpc/spsc_ring.h"
 #include "tosec/rpc/unique_fd.h"
 #include "tosec/tovm/options.h"
+#include "tosec/tovm/placeholder_watch.h"
 #include "tosec/tovm/request_handler.h"
 #include "tosec/tovm/socket_table.h"
 #include "tosec/tovm/stack_backend.h"
@@ -83,6 +84,10 @@ class GuestSession {
   bool has_requests();
   // True if completions wait for room in a completion ring (the worker then sleeps briefly).
   bool has_stalled_output() const;
+  // True while dead connections wait for the guest's last close of their placeholder (the
+  // worker then wakes at least every kZombieCheckMs to look).
+  bool has_zombies() const { return !zombies_.empty(); }
+  static constexpr int kZombieCheckMs = 10;
   // Closes every socket and unlinks the sidecar path.
   void shutdown();
 
@@ -162,6 +167,8 @@ class GuestSession {
   void publish_paused(std::uint32_t id);
   void mirror_peer_fin(std::uint32_t id);
   void make_writable(std::uint32_t id);
+  void kill_placeholder(std::uint32_t id);
+  void check_zombies();
   void publish_state(std::uint32_t id, rpc::SocketState st);
   void publish_addresses(std::uint32_t id);
   void begin_close(std::uint32_t id);
@@ -188,6 +195,10 @@ class GuestSession {
   std::vector<std::uint32_t> paused_hint_;  // slots whose rx_paused hint is set
   std::vector<std::uint32_t> closing_;      // EOF on B seen this iteration
   std::vector<std::uint32_t> dying_lanes_;
+  PlaceholderWatch watch_;
+  std::vector<std::uint32_t> zombies_;  // sockets with TSocket::zombie set
+  std::chrono::steady_clock::time_point next_zombie_check_{};
+  bool watch_failed_logged_ = false;
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::vector<std::byte> scratch_;

@@ -15,6 +15,7 @@
 #include "tosec/rpc/guest_channel.h"
 #include "tosec/rpc/spsc_ring.h"
 #include "tosec/rpc/unique_fd.h"
+#include "tosec/tovm/placeholder_watch.h"
 #include "tosec/tovm/stack_backend.h"
 
 namespace tosec::tovm {
@@ -67,6 +68,11 @@ struct TSocket {
   int so_error = 0;
   bool reset = false;
   bool linger0 = false;  // SO_LINGER {1, 0}: close = RST, drop the queue
+  // The connection died (reset, refused, timed out): B was closed so that A shows
+  // POLLERR|POLLHUP; the socket lives on until sock_diag no longer finds `a` (the guest closed
+  // its last reference). See GuestSession::kill_placeholder.
+  bool zombie = false;
+  UnixSocketRef a;
   // listeners
   int backlog = 0;
   std::deque<AcceptedConn> acceptq;

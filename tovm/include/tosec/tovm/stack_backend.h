@@ -42,6 +42,9 @@ struct SockAddr {
 struct Interest {
   bool read = false;
   bool write = false;
+  // Without read/write interest: still report the next error (a reset after the peer's FIN,
+  // when reading stopped because EOF is level-triggered), once.
+  bool error = false;
 };
 
 struct BackendEvent {
