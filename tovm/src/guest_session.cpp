@@ -110,6 +110,7 @@ rpc::Status GuestSession::init() {
   if (backend_->event_fd() >= 0) {
     epoll_add(backend_->event_fd(), EPOLLIN, make_token(TokenKind::kBackend));
   }
+  if (auto s = init_inspection(); !s) return s;
   log(LogLevel::kInfo, "region " + std::to_string(region.size()) + " bytes, ivshmem peer " +
                            std::to_string(ivshmem_.self_id()) + ", sidecar " + opts_.sidecar +
                            ", backend " + backend_->name());
@@ -179,6 +180,18 @@ void GuestSession::on_event(std::uint64_t token, std::uint32_t events) {
     }
     case TokenKind::kBackend:
       on_backend_ready();
+      break;
+    case TokenKind::kInspectDoorbell: {
+      std::uint64_t v;  // the verdicts themselves are taken in run_once()
+      (void)!::read(inspect_->doorbell_fd(), &v, sizeof v);
+      break;
+    }
+    case TokenKind::kInspectIvshmem:
+      if (auto st = inspect_->on_ivshmem_event(); !st) {
+        // Without the server no SVM can join or be seen leaving; deadlines still apply.
+        log(LogLevel::kError, "inspection ivshmem server connection lost: " + st.message());
+        epoll_del(inspect_->ivshmem_fd());
+      }
       break;
     default:
       break;
@@ -402,6 +415,7 @@ bool GuestSession::run_once() {
   for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
     if (lanes_[i].active && drain_lane(i)) progress = true;
   }
+  if (inspect_poll()) progress = true;
   for (std::uint32_t lane : dying_lanes_) reclaim_lane(lane);
   dying_lanes_.clear();
   // Last references gone: requests for these sockets were drained above.
@@ -427,6 +441,7 @@ bool GuestSession::prepare_sleep() {
   for (auto& l : lanes_) {
     if (l.active && l.req.available() > 0) ready = true;
   }
+  if (!ready && inspect_ && !inspect_->prepare_sleep()) ready = true;
   if (ready) after_wake();
   return !ready;
 }
@@ -435,6 +450,7 @@ void GuestSession::after_wake() {
   for (auto& l : lanes_) {
     if (l.active) l.req.consumer_sleeping().store(0, std::memory_order_relaxed);
   }
+  if (inspect_) inspect_->after_wake();
 }
 
 bool GuestSession::has_requests() {
@@ -487,7 +503,13 @@ std::string GuestSession::status_json() const {
     << ",\"bad_descriptors\":" << counters_.bad_descriptors
     << ",\"guests_reclaimed\":" << counters_.guests_reclaimed
     << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
-    << ",\"tx_chunks_held\":" << tx_held_.held_count() << "}";
+    << ",\"tx_chunks_held\":" << tx_held_.held_count()
+    << ",\"streams_blocked\":" << counters_.streams_blocked;
+  if (inspect_) {
+    o << ",\"inspected_streams\":" << inspect_ids_.size()
+      << ",\"inspection\":" << inspect_->status_json();
+  }
+  o << "}";
   return o.str();
 }
 

@@ -207,7 +207,8 @@ void GuestSession::update_interest(std::uint32_t id) {
       }
       break;
     case rpc::SocketState::kConnected:
-      in.read = !s.rx_paused && !s.peer_closed && !s.read_shut && !s.reset && !s.zombie;
+      in.read = !s.rx_paused && !s.peer_closed && !s.read_shut && !s.reset && !s.zombie &&
+                !s.inspect_rx_stalled;
       in.write = !s.txq.empty();
       // After the peer's FIN a later RST must still reach A (POLLERR); a dead one is done.
       in.error = s.peer_closed && !s.reset && !s.zombie;
@@ -218,6 +219,7 @@ void GuestSession::update_interest(std::uint32_t id) {
     default:
       break;
   }
+  if (s.handle == kNoHandle) return;  // reset by an SVM chain's verdict: nothing to watch
   if (auto st = backend_->set_interest(s.handle, socket_token(id, s.generation), in); !st) {
     log(LogLevel::kError, "socket " + std::to_string(id) + ": " + st.message());
   }
@@ -277,6 +279,8 @@ void GuestSession::on_connect_done(std::uint32_t id) {
   publish_state(id, rpc::SocketState::kConnected);
   update_interest(id);
   make_writable(id);
+  inspect_open(id, true);
+  if (sockets_.find(id) == nullptr || s.reset) return;
   flush_tx(id);
   if (sockets_.find(id) != nullptr) release_deferred(id, false);
 }
@@ -301,8 +305,28 @@ void GuestSession::accept_pending(std::uint32_t id) {
   update_interest(id);
 }
 
+void GuestSession::request_return_doorbells(std::uint32_t id) {
+  // Ask for doorbells on kBufferReturn: of this socket (ring full) or, when the pool is empty,
+  // of every socket holding chunks (any of their returns can resume us).
+  publish_paused(id);
+  if (rx_alloc_.free_count() == 0) {
+    for (std::uint32_t o = 0; o < sockets_.capacity(); ++o) {
+      if (const TSocket* t = sockets_.find(o); t != nullptr && t->rx_lent > 0) publish_paused(o);
+    }
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void GuestSession::publish_peer_fin(std::uint32_t id) {
+  mirror_peer_fin(id);  // first: A must show POLLRDHUP as soon as it shows POLLIN
+  channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_release);
+  signal_readable(id);
+  update_interest(id);
+}
+
 void GuestSession::read_socket(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
+  if (s.inspect_stream != 0) return inspect_read(id);
   const std::size_t hdr = s.type == SOCK_DGRAM ? rpc::kDgramRxHeader : 0;
   bool delivered = false;
   for (std::size_t i = 0; i < kMaxReadsPerEvent; ++i) {
@@ -313,17 +337,7 @@ void GuestSession::read_socket(std::uint32_t id) {
         paused_.push_back(id);
         ++counters_.rx_backpressure_events;
         update_interest(id);
-        // Ask for doorbells on kBufferReturn: of this socket (ring full) or, when the pool is
-        // empty, of every socket holding chunks (any of their returns can resume us).
-        publish_paused(id);
-        if (rx_alloc_.free_count() == 0) {
-          for (std::uint32_t o = 0; o < sockets_.capacity(); ++o) {
-            if (const TSocket* t = sockets_.find(o); t != nullptr && t->rx_lent > 0) {
-              publish_paused(o);
-            }
-          }
-        }
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        request_return_doorbells(id);
       }
       break;
     }
@@ -340,10 +354,7 @@ void GuestSession::read_socket(std::uint32_t id) {
     if (*r == 0 && s.type == SOCK_STREAM) {
       (void)rx_alloc_.free(chunk);
       s.peer_closed = true;
-      mirror_peer_fin(id);  // first: A must show POLLRDHUP as soon as it shows POLLIN
-      channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_release);
-      signal_readable(id);
-      update_interest(id);
+      publish_peer_fin(id);
       break;
     }
     if (hdr != 0) {
@@ -397,11 +408,11 @@ void GuestSession::flush_tx(std::uint32_t id) {
       s.txq.pop_front();
     }
   }
-  if (s.txq.empty() && s.shut_wr_pending) {
+  if (s.txq.empty() && s.inspect_out == 0 && s.shut_wr_pending) {
     s.shut_wr_pending = false;
     (void)backend_->shutdown(s.handle, SHUT_WR);
   }
-  if (s.state == rpc::SocketState::kClosing && s.txq.empty()) {
+  if (s.state == rpc::SocketState::kClosing && s.txq.empty() && s.inspect_out == 0) {
     finish_close(id);
     return;
   }
@@ -490,8 +501,8 @@ void GuestSession::begin_close(std::uint32_t id) {
     s->tx_bytes = 0;
     s->shut_wr_pending = false;
   }
-  const bool flush =
-      s->state == rpc::SocketState::kConnected && !s->linger0 && !s->reset && !s->txq.empty();
+  const bool flush = s->state == rpc::SocketState::kConnected && !s->linger0 && !s->reset &&
+                     (!s->txq.empty() || s->inspect_out > 0);
   publish_state(id, rpc::SocketState::kClosing);
   if (!flush) {
     finish_close(id);
@@ -504,6 +515,7 @@ void GuestSession::finish_close(std::uint32_t id) {
   TSocket* s = sockets_.find(id);
   if (s == nullptr) return;
   release_deferred(id, true);
+  inspect_forget(id);
   if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
   if (s->b_end.valid()) {
     epoll_del(s->b_end.get());

@@ -296,6 +296,7 @@ void GuestSession::op_accept(std::uint32_t lane, const rpc::Descriptor& d) {
   publish_addresses(*id);
   update_interest(*id);
   update_interest(d.socket);  // room in the accept queue again
+  inspect_open(*id, false);
   complete(lane, d, *id);
 }
 
@@ -322,6 +323,7 @@ void GuestSession::op_connect(std::uint32_t lane, const rpc::Descriptor& d) {
   publish_addresses(d.socket);
   update_interest(d.socket);
   make_writable(d.socket);
+  inspect_open(d.socket, true);
   complete(lane, d, 0);
 }
 
@@ -357,7 +359,11 @@ void GuestSession::op_send(std::uint32_t lane, const rpc::Descriptor& d) {
     return complete(lane, d, -EDESTADDRREQ);
   }
   s.tx_bytes += payload;
-  s.txq.push_back(std::move(buf));
+  if (s.inspect_stream != 0) {
+    inspect_submit_out(d.socket, std::move(buf.bytes));  // the chain decides what goes out
+  } else {
+    s.txq.push_back(std::move(buf));
+  }
   rpc::Descriptor c{};
   c.op = d.op;
   c.socket = d.socket;
@@ -384,7 +390,7 @@ void GuestSession::op_shutdown(std::uint32_t lane, const rpc::Descriptor& d) {
     s.read_shut = true;
   }
   if (how == SHUT_WR || how == SHUT_RDWR) {
-    if (s.txq.empty()) {
+    if (s.txq.empty() && s.inspect_out == 0) {
       if (auto st = backend_->shutdown(s.handle, SHUT_WR); !st)
         return complete(lane, d, -st.code());
     } else {

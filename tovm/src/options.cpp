@@ -33,7 +33,9 @@ std::string tovm_usage(const char* prog) {
          "       [--lanes N] [--max-sockets N] [--ring-slots N] [--socket-rx-entries N]\n"
          "       [--chunk-size N] [--tx-chunks-per-lane N] [--rx-chunks N] [--workers N]\n"
          "       [--spin-ns N] [--log-level error|info|debug]\n"
-         "TCP offload engine for one guest (docs/tovm.md).\n";
+         "       [--inspect-ivshmem SOCKET --topology FILE [--alert-log FILE]]\n"
+         "TCP offload engine for one guest (docs/tovm.md); with --inspect-ivshmem its streams\n"
+         "go through the SVM chains the topology selects (docs/svm.md).\n";
 }
 
 namespace {
@@ -67,7 +69,18 @@ constexpr int kNumericBase = 2000;
 }  // namespace
 
 rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
-  enum { kGuest = 1000, kIvshmem, kSidecar, kStatus, kSpinNs, kLogLevel, kHelp };
+  enum {
+    kGuest = 1000,
+    kIvshmem,
+    kSidecar,
+    kStatus,
+    kSpinNs,
+    kLogLevel,
+    kHelp,
+    kInspectIvshmem,
+    kTopology,
+    kAlertLog
+  };
   static const std::vector<option> longopts = [] {
     std::vector<option> v = {
         {"guest", required_argument, nullptr, kGuest},
@@ -77,6 +90,9 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
         {"spin-ns", required_argument, nullptr, kSpinNs},
         {"log-level", required_argument, nullptr, kLogLevel},
         {"help", no_argument, nullptr, kHelp},
+        {"inspect-ivshmem", required_argument, nullptr, kInspectIvshmem},
+        {"topology", required_argument, nullptr, kTopology},
+        {"alert-log", required_argument, nullptr, kAlertLog},
     };
     for (std::size_t i = 0; i < std::size(kU32Flags); ++i) {
       v.push_back(
@@ -111,6 +127,15 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
       case kStatus:
         o.status = optarg;
         break;
+      case kInspectIvshmem:
+        o.inspect_ivshmem = optarg;
+        break;
+      case kTopology:
+        o.topology = optarg;
+        break;
+      case kAlertLog:
+        o.alert_log = optarg;
+        break;
       case kSpinNs:
         s = parse_num("spin-ns", optarg, o.spin_ns, std::int64_t{0}, std::int64_t{1'000'000'000});
         break;
@@ -142,6 +167,9 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
   if (o.guest.empty()) return rpc::Error{EINVAL, "--guest is required"};
   if (o.ivshmem.empty()) return rpc::Error{EINVAL, "--ivshmem is required"};
   if (o.sidecar.empty()) return rpc::Error{EINVAL, "--sidecar is required"};
+  if (o.inspect_ivshmem.empty() != o.topology.empty()) {
+    return rpc::Error{EINVAL, "--inspect-ivshmem and --topology go together"};
+  }
   return o;
 }
 

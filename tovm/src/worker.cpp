@@ -119,6 +119,9 @@ void Worker::run_once(int max_timeout_ms) {
       if (session_->has_stalled_output()) {
         timeout = timeout < 0 ? 1 : std::min(timeout, 1);
       }
+      if (const int t = session_->inspection_sleep_ms(); t >= 0) {  // chain deadlines
+        timeout = timeout < 0 ? t : std::min(timeout, t);
+      }
       if (session_->has_zombies()) {  // sock_diag is polled: nothing wakes us when A closes
         const int z = GuestSession::kZombieCheckMs;
         timeout = timeout < 0 ? z : std::min(timeout, z);

@@ -88,15 +88,20 @@ std::string default_rules(const std::string& engine, const std::string& data_dir
 Result<std::string> resolve_data_dir(const char* env_data_dir, const std::string& self_dir,
                                      const ExistsFn& exists) {
   if (env_data_dir != nullptr && *env_data_dir != '\0') {
-    if (!exists(std::string(env_data_dir) + "/rules")) {
+    if (!exists(std::string(env_data_dir) + "/rules/ids.rules")) {
       return Error{ENOENT, std::string("TOSEC_DATA_DIR=") + env_data_dir + " has no rules/"};
     }
     return std::string(env_data_dir);
   }
   const std::string build_tree = self_dir + "/../../../examples";
-  if (exists(build_tree + "/rules")) return build_tree;
+  if (exists(build_tree + "/rules/ids.rules")) return build_tree;
+#ifdef TOSEC_SOURCE_EXAMPLES
+  // A build directory outside the source tree: the examples of the tree it was built from.
+  if (exists(std::string(TOSEC_SOURCE_EXAMPLES) + "/rules/ids.rules"))
+    return std::string(TOSEC_SOURCE_EXAMPLES);
+#endif
   const std::string installed = "/usr/local/share/tosec";
-  if (exists(installed + "/rules")) return installed;
+  if (exists(installed + "/rules/ids.rules")) return installed;
   return Error{ENOENT, "shipped rules not found in " + build_tree + " nor " + installed +
                            " (set TOSEC_DATA_DIR)"};
 }

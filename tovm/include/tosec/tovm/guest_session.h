@@ -26,6 +26,7 @@
 #include "tosec/rpc/region.h"
 #include "tosec/rpc/spsc_ring.h"
 #include "tosec/rpc/unique_fd.h"
+#include "tosec/tovm/inspection_link.h"
 #include "tosec/tovm/options.h"
 #include "tosec/tovm/placeholder_watch.h"
 #include "tosec/tovm/request_handler.h"
@@ -45,6 +46,8 @@ enum class TokenKind : std::uint16_t {
   kBackend,
   kStatusListen,
   kSignal,
+  kInspectDoorbell,  // the inspection region: verdicts waiting (docs/svm.md)
+  kInspectIvshmem,   // the inspection region's ivshmem server: SVMs joining and leaving
 };
 constexpr std::uint64_t make_token(TokenKind k, std::uint64_t index = 0) {
   return std::uint64_t{static_cast<std::uint16_t>(k)} << 48 | (index & 0xFFFF'FFFF'FFFFULL);
@@ -61,6 +64,7 @@ struct SessionCounters {
   std::uint64_t bad_descriptors = 0;
   std::uint64_t guests_reclaimed = 0;  // lanes of dead guest processes reclaimed
   std::uint64_t lanes_closed_broken = 0;
+  std::uint64_t streams_blocked = 0;  // connections reset by an SVM chain's verdict
 };
 
 class GuestSession {
@@ -88,6 +92,9 @@ class GuestSession {
   // worker then wakes at least every kZombieCheckMs to look).
   bool has_zombies() const { return !zombies_.empty(); }
   static constexpr int kZombieCheckMs = 10;
+  // With inspection: how long the worker may sleep before the chain's deadlines must be
+  // checked (-1: until an event).
+  int inspection_sleep_ms() const;
   // Closes every socket and unlinks the sidecar path.
   void shutdown();
 
@@ -174,6 +181,20 @@ class GuestSession {
   void begin_close(std::uint32_t id);
   void finish_close(std::uint32_t id);
   void check_tx_blocked(std::uint32_t lane);
+  void publish_peer_fin(std::uint32_t id);
+  void request_return_doorbells(std::uint32_t id);
+
+  // inspection (guest_session_inspect.cpp, docs/svm.md)
+  rpc::Status init_inspection();
+  void inspect_open(std::uint32_t id, bool guest_is_client);
+  void inspect_submit_out(std::uint32_t id, std::vector<std::byte> bytes);
+  void inspect_read(std::uint32_t id);
+  bool inspect_poll();
+  void inspect_deliver(std::uint64_t stream, svm::Direction dir, std::span<const std::byte> b);
+  void inspect_block(const svm::BlockInfo& info);
+  void reset_both_ways(std::uint32_t id);
+  void drain_rx_held(std::uint32_t id);
+  void inspect_forget(std::uint32_t id);
 
   TovmOptions opts_;
   int epoll_fd_;
@@ -202,6 +223,10 @@ class GuestSession {
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::vector<std::byte> scratch_;
+  std::unique_ptr<InspectionLink> inspect_;
+  std::vector<std::byte> inspect_buf_;  // one incoming read, before its copy into the region
+  std::unordered_map<std::uint64_t, std::uint32_t> inspect_ids_;  // stream id -> socket id
+  std::vector<std::uint32_t> inspect_waiting_;    // sockets with held, stalled or waiting bytes
   std::vector<std::vector<std::byte>> spare_tx_;  // recycled TxBuffer storage (no malloc per send)
 };
 

@@ -16,6 +16,11 @@ struct TovmOptions {
   std::string ivshmem;  // --ivshmem SOCKET (required)
   std::string sidecar;  // --sidecar PATH (required)
   std::string status;   // --status PATH (optional)
+  // Inspection (docs/svm.md): the inspection region's ivshmem server and the topology file the
+  // CLI wrote; both or neither. alert_log receives the TOE's own alert lines (fail-open).
+  std::string inspect_ivshmem;
+  std::string topology;
+  std::string alert_log;
   rpc::GuestChannelConfig channel;
   unsigned workers = 1;
   std::int64_t spin_ns = 0;  // busy-poll budget before sleeping in epoll_wait

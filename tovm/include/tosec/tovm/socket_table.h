@@ -73,6 +73,16 @@ struct TSocket {
   // its last reference). See GuestSession::kill_placeholder.
   bool zombie = false;
   UnixSocketRef a;
+  // inspection (docs/svm.md): the stream's bytes go through an SVM chain; 0 = not inspected
+  std::uint64_t inspect_stream = 0;
+  std::size_t inspect_out = 0;  // outgoing bytes inside the chain or waiting for it (in tx_bytes)
+  std::size_t inspect_in = 0;   // incoming bytes inside the chain
+  std::deque<std::vector<std::byte>> inspect_out_wait;  // no pool chunk yet
+  std::deque<std::vector<std::byte>> rx_held;  // passed by the chain, waiting for guest rx room
+  std::size_t rx_held_bytes = 0;
+  std::size_t rx_held_off = 0;      // bytes of rx_held.front() already given to the guest
+  bool inspect_rx_stalled = false;  // not reading: chain or held bytes at their cap
+  bool fin_deferred = false;        // the peer's FIN, after the bytes still in the chain
   // listeners
   int backlog = 0;
   std::deque<AcceptedConn> acceptq;

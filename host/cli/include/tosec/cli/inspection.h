@@ -53,7 +53,8 @@ rpc::Status apply_chain_option(Config& cfg, const std::string& guest, std::strin
 std::string default_rules(const std::string& engine, const std::string& data_dir);
 
 // Where the shipped examples are: $TOSEC_DATA_DIR if set (then it must exist), else
-// <self_dir>/../../../examples (build tree: build/<preset>/bin), else /usr/local/share/tosec.
+// <self_dir>/../../../examples (build tree: build/<preset>/bin), else the examples/ of the source
+// tree this binary was built from, else /usr/local/share/tosec.
 rpc::Result<std::string> resolve_data_dir(const char* env_data_dir, const std::string& self_dir,
                                           const ExistsFn& exists = file_exists);
 
