@@ -6,6 +6,7 @@
 # reset, the alert log names the rule), then a benign request again (must work).
 #
 # Usage: web_chain.sh sequential|parallel   (chain ids,waf,av or ids+waf+av)
+# WEB_CHAIN_ALERTS_OUT=FILE keeps a copy of the alert log (scripts/demo shows it).
 set -euo pipefail
 layout=${1:-sequential}
 case "$layout" in
@@ -98,4 +99,5 @@ grep -q "reply: b'HTTP" "$APPS_TMP/split.out" && fail "split attack: the server 
 benign after
 bg_alive "$GUEST_SRV" http
 n=$(wc -l <"$alerts")
+if [[ -n "${WEB_CHAIN_ALERTS_OUT:-}" ]]; then cp "$alerts" "$WEB_CHAIN_ALERTS_OUT"; fi
 pass "chain $chain: benign requests served; SQLi/XSS (query and body), traversal, EICAR and a split attack blocked with $n alert lines"
