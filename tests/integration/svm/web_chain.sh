@@ -96,8 +96,29 @@ tail -n +"$((before + 1))" "$alerts" | grep -q '"sid:1000001"' ||
   fail "split attack: no alert for sid 1000001; client said: $(cat "$APPS_TMP/split.out")"
 grep -q "reply: b'HTTP" "$APPS_TMP/split.out" && fail "split attack: the server answered"
 
+# Per-stream state stays apart: the two halves of the attack on two concurrent connections are
+# not an attack (both requests are answered, 404).
+run_peer 20 python3 - "$HOST_IP" "$port" >"$APPS_TMP/halves.out" 2>&1 <<'PY' || true
+import socket, sys, time
+a = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+b = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+for s in (a, b):
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+a.sendall(b"GET /cgi-bin/evil-")
+time.sleep(0.2)
+b.sendall(b"GET /payload.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+a.sendall(b"x HTTP/1.1\r\nHost: x\r\n\r\n")
+for name, s in (("a", a), ("b", b)):
+    try:
+        print(name, s.recv(64)[:12])
+    except OSError as e:
+        print(name, "error", e)
+PY
+grep -q "^a b'HTTP/1.0 4" "$APPS_TMP/halves.out" && grep -q "^b b'HTTP/1.0 4" "$APPS_TMP/halves.out" ||
+  fail "two halves on two streams: expected both answered; got: $(tr '\n' ' ' <"$APPS_TMP/halves.out")"
+
 benign after
 bg_alive "$GUEST_SRV" http
 n=$(wc -l <"$alerts")
 if [[ -n "${WEB_CHAIN_ALERTS_OUT:-}" ]]; then cp "$alerts" "$WEB_CHAIN_ALERTS_OUT"; fi
-pass "chain $chain: benign requests served; SQLi/XSS (query and body), traversal, EICAR and a split attack blocked with $n alert lines"
+pass "chain $chain: benign requests served; SQLi/XSS (query and body), traversal, EICAR and a split attack blocked with $n alert lines; halves on two streams not blocked"
