@@ -22,7 +22,7 @@ APPS_SCENARIO="web_chain_$layout"
 apps_init offloaded
 apps_require curl
 [[ -x /usr/bin/python3 ]] || skip "/usr/bin/python3 is not installed"
-trap 'rc=$?; rm -f "$alerts"; (exit $rc); _apps_cleanup' EXIT
+trap 'rc=$?; set +e; rm -f "$alerts"; (exit $rc); _apps_cleanup' EXIT
 
 free_port
 port=$FREE_PORT
