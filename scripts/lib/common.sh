@@ -51,7 +51,7 @@ libhyperscan-dev      # SVM ids: Hyperscan streaming-mode multi-pattern matching
 libpcre2-dev          # SVM ids: PCRE2 (JIT) for rule pcre options Hyperscan cannot take
 libmodsecurity-dev    # SVM waf: libmodsecurity v3 (CRS interpreter)
 modsecurity-crs       # SVM waf: OWASP Core Rule Set 3.3.4 rule files
-libhtp-dev            # SVM waf/av: Suricata's HTTP/1.x stream parser (pipelining, chunked, gzip)
+libhtp-dev            # SVM waf/av: the Suricata HTTP/1.x stream parser (pipelining, chunked, gzip)
 libtcmalloc-minimal4  # SVM waf: tcmalloc (15-25% less CPU per request in libmodsecurity)
 libclamav-dev         # SVM av: libclamav object scanning with project-shipped signatures
 clamav-testfiles      # SVM av tests: clam.exe and its archives (unpacking coverage)
