@@ -102,17 +102,24 @@ bool PortSpec::matches(std::uint16_t port) const {
   return negated ? !inner : inner;
 }
 
-rpc::Result<AddressSpec> parse_address_spec(std::string_view text) {
-  AddressSpec spec;
+namespace {
+
+// The grammar addresses and ports share: [!] ( any | [item, item, ...] | leaf ), items parsed
+// recursively; $VARIABLES are rejected. `what` ("address", "port") and `forms` name them in
+// messages; `leaf` parses one address/CIDR or port/range into the spec (s without the '!').
+template <class Spec, class Leaf>
+rpc::Result<Spec> parse_spec(std::string_view text, std::string_view what, std::string_view forms,
+                             Leaf leaf) {
+  Spec spec;
   std::string_view s = text;
   if (!s.empty() && s.front() == '!') {
     spec.negated = true;
     s.remove_prefix(1);
   }
-  if (s.empty()) return net_error("empty address");
+  if (s.empty()) return net_error("empty " + std::string(what));
   if (s.front() == '$') {
-    return net_error("address variables like '" + std::string(s) +
-                     "' are not supported; write addresses, CIDRs, [lists] or 'any'");
+    return net_error(std::string(what) + " variables like '" + std::string(s) +
+                     "' are not supported; write " + std::string(forms) + ", [lists] or 'any'");
   }
   if (s == "any") {
     if (spec.negated) return net_error("'!any' matches nothing");
@@ -122,14 +129,19 @@ rpc::Result<AddressSpec> parse_address_spec(std::string_view text) {
     if (s.back() != ']') return net_error("unterminated list '" + std::string(s) + "'");
     auto parts = split_list(s.substr(1, s.size() - 2));
     if (!parts) return parts.error();
-    spec.kind = AddressSpec::Kind::kList;
+    spec.kind = Spec::Kind::kList;
     for (auto part : *parts) {
-      auto item = parse_address_spec(part);
+      auto item = parse_spec<Spec>(part, what, forms, leaf);
       if (!item) return item.error();
       spec.items.push_back(std::move(*item));
     }
     return spec;
   }
+  if (auto st = leaf(s, spec); !st) return st.error();
+  return spec;
+}
+
+rpc::Status parse_cidr(std::string_view s, AddressSpec& spec) {
   spec.kind = AddressSpec::Kind::kCidr;
   std::string addr(s);
   unsigned prefix = 0;
@@ -155,37 +167,10 @@ rpc::Result<AddressSpec> parse_address_spec(std::string_view text) {
     return net_error("bad address '" + std::string(s) + "'");
   }
   spec.prefix = prefix;
-  return spec;
+  return {};
 }
 
-rpc::Result<PortSpec> parse_port_spec(std::string_view text) {
-  PortSpec spec;
-  std::string_view s = text;
-  if (!s.empty() && s.front() == '!') {
-    spec.negated = true;
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return net_error("empty port");
-  if (s.front() == '$') {
-    return net_error("port variables like '" + std::string(s) +
-                     "' are not supported; write ports, ranges, [lists] or 'any'");
-  }
-  if (s == "any") {
-    if (spec.negated) return net_error("'!any' matches nothing");
-    return spec;
-  }
-  if (s.front() == '[') {
-    if (s.back() != ']') return net_error("unterminated list '" + std::string(s) + "'");
-    auto parts = split_list(s.substr(1, s.size() - 2));
-    if (!parts) return parts.error();
-    spec.kind = PortSpec::Kind::kList;
-    for (auto part : *parts) {
-      auto item = parse_port_spec(part);
-      if (!item) return item.error();
-      spec.items.push_back(std::move(*item));
-    }
-    return spec;
-  }
+rpc::Status parse_port_range(std::string_view s, PortSpec& spec) {
   spec.kind = PortSpec::Kind::kRange;
   if (const auto colon = s.find(':'); colon != std::string_view::npos) {
     const auto lo = s.substr(0, colon);
@@ -202,12 +187,22 @@ rpc::Result<PortSpec> parse_port_spec(std::string_view text) {
       spec.hi = *v;
     }
     if (spec.lo > spec.hi) return net_error("empty port range '" + std::string(s) + "'");
-    return spec;
+    return {};
   }
   auto v = parse_port(s, s);
   if (!v) return v.error();
   spec.lo = spec.hi = *v;
-  return spec;
+  return {};
+}
+
+}  // namespace
+
+rpc::Result<AddressSpec> parse_address_spec(std::string_view text) {
+  return parse_spec<AddressSpec>(text, "address", "addresses, CIDRs", parse_cidr);
+}
+
+rpc::Result<PortSpec> parse_port_spec(std::string_view text) {
+  return parse_spec<PortSpec>(text, "port", "ports, ranges", parse_port_range);
 }
 
 }  // namespace tosec::svm::ids
