@@ -63,6 +63,15 @@ rpc::Status GuestSession::init_inspection() {
   return {};
 }
 
+void GuestSession::mark_inspect_waiting(std::uint32_t id) {
+  if (std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) == inspect_waiting_.end())
+    inspect_waiting_.push_back(id);
+}
+
+bool GuestSession::inspect_rx_room(const TSocket& s) const {
+  return s.inspect_in + s.rx_held_bytes < kInspectRxCap && inspect_->stats().pool_free > 0;
+}
+
 int GuestSession::inspection_sleep_ms() const {
   if (!inspect_) return -1;
   if (!inspect_waiting_.empty()) return 1;
@@ -122,8 +131,7 @@ void GuestSession::inspect_submit_out(std::uint32_t id, std::vector<std::byte> b
       }
     }
     s.inspect_out_wait.emplace_back(piece.begin(), piece.end());
-    if (std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) == inspect_waiting_.end())
-      inspect_waiting_.push_back(id);
+    mark_inspect_waiting(id);
     off += n;
   }
 }
@@ -131,13 +139,11 @@ void GuestSession::inspect_submit_out(std::uint32_t id, std::vector<std::byte> b
 void GuestSession::inspect_read(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   for (std::size_t i = 0; i < kMaxInspectReads; ++i) {
-    if (s.inspect_in + s.rx_held_bytes >= kInspectRxCap || inspect_->stats().pool_free == 0) {
+    if (!inspect_rx_room(s)) {
       if (!s.inspect_rx_stalled) {
         s.inspect_rx_stalled = true;
         ++counters_.rx_backpressure_events;
-        if (std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) ==
-            inspect_waiting_.end())
-          inspect_waiting_.push_back(id);
+        mark_inspect_waiting(id);
         update_interest(id);
       }
       return;
@@ -191,15 +197,14 @@ bool GuestSession::inspect_poll() {
     }
     drain_rx_held(id);
     if ((s = sockets_.find(id)) == nullptr) continue;
-    if (s->inspect_rx_stalled && s->inspect_in + s->rx_held_bytes < kInspectRxCap &&
-        inspect_->stats().pool_free > 0) {
+    if (s->inspect_rx_stalled && inspect_rx_room(*s)) {
       s->inspect_rx_stalled = false;
       update_interest(id);  // level-triggered: data already waiting wakes us
       progress = true;
     }
-    if ((!s->inspect_out_wait.empty() || !s->rx_held.empty() || s->inspect_rx_stalled) &&
-        std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) == inspect_waiting_.end())
-      inspect_waiting_.push_back(id);
+    if (!s->inspect_out_wait.empty() || !s->rx_held.empty() || s->inspect_rx_stalled) {
+      mark_inspect_waiting(id);
+    }
   }
   return progress;
 }
@@ -238,11 +243,7 @@ void GuestSession::drain_rx_held(std::uint32_t id) {
     const auto& front = s.rx_held.front();
     const std::size_t n = std::min(mem.size(), front.size() - s.rx_held_off);
     std::memcpy(mem.data(), front.data() + s.rx_held_off, n);
-    (void)rx_alloc_.lend(chunk);
-    rx_owner_[chunk] = id;
-    ++s.rx_lent;
-    const rpc::RxEntry e{chunk, static_cast<std::uint32_t>(n)};
-    (void)s.rx.enqueue_burst(&e, 1);
+    lend_rx_chunk(id, chunk, static_cast<std::uint32_t>(n));
     counters_.bytes_to_guest += n;
     s.rx_held_bytes -= n;
     s.rx_held_off += n;
@@ -255,8 +256,7 @@ void GuestSession::drain_rx_held(std::uint32_t id) {
   if (delivered) signal_arrival(id);
   if (!s.rx_held.empty()) {
     request_return_doorbells(id);  // the guest's kBufferReturn wakes us to go on
-    if (std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) == inspect_waiting_.end())
-      inspect_waiting_.push_back(id);
+    mark_inspect_waiting(id);
   } else if (s.inspect_in == 0 && s.fin_deferred) {
     s.fin_deferred = false;
     publish_peer_fin(id);

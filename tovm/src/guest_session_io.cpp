@@ -324,6 +324,15 @@ void GuestSession::publish_peer_fin(std::uint32_t id) {
   update_interest(id);
 }
 
+void GuestSession::lend_rx_chunk(std::uint32_t id, std::uint32_t chunk, std::uint32_t length) {
+  TSocket& s = sockets_.at(id);
+  (void)rx_alloc_.lend(chunk);
+  rx_owner_[chunk] = id;
+  ++s.rx_lent;
+  const rpc::RxEntry e{chunk, length};
+  (void)s.rx.enqueue_burst(&e, 1);  // room was checked before the chunk was allocated
+}
+
 void GuestSession::read_socket(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   if (s.inspect_stream != 0) return inspect_read(id);
@@ -366,11 +375,7 @@ void GuestSession::read_socket(std::uint32_t id) {
     }
     counters_.bytes_rx_wire += *r;
     counters_.bytes_to_guest += *r;
-    (void)rx_alloc_.lend(chunk);
-    rx_owner_[chunk] = id;
-    ++s.rx_lent;
-    const rpc::RxEntry e{chunk, static_cast<std::uint32_t>(*r + hdr)};
-    (void)s.rx.enqueue_burst(&e, 1);
+    lend_rx_chunk(id, chunk, static_cast<std::uint32_t>(*r + hdr));
     delivered = true;
     // A short stream read drained the socket: skip the read that would only say EAGAIN
     // (level-triggered readiness reports anything that arrives later).

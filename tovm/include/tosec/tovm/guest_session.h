@@ -182,6 +182,8 @@ class GuestSession {
   void finish_close(std::uint32_t id);
   void check_tx_blocked(std::uint32_t lane);
   void publish_peer_fin(std::uint32_t id);
+  // Lends a filled rx chunk to the guest: ownership, accounting, the socket's rx ring entry.
+  void lend_rx_chunk(std::uint32_t id, std::uint32_t chunk, std::uint32_t length);
   void request_return_doorbells(std::uint32_t id);
 
   // inspection (guest_session_inspect.cpp, docs/svm.md)
@@ -195,6 +197,10 @@ class GuestSession {
   void reset_both_ways(std::uint32_t id);
   void drain_rx_held(std::uint32_t id);
   void inspect_forget(std::uint32_t id);
+  void mark_inspect_waiting(std::uint32_t id);  // retried in inspect_poll()
+  // Incoming reading may go on: the chain plus the passed-but-undelivered bytes are under
+  // their cap and the inspection pool has a free chunk.
+  bool inspect_rx_room(const TSocket& s) const;
 
   TovmOptions opts_;
   int epoll_fd_;
