@@ -40,6 +40,9 @@ python3               # eval/ helper scripts
 python3-matplotlib    # eval/ plots
 netperf               # netperf/netserver TCP_RR/TCP_STREAM measurements (Debian non-free)
 libtomlplusplus-dev   # toml++: parses the platform config (tosec -c CONFIG)
+libvirt-dev           # tosec provision: the libvirt C API (define, start, destroy VM-mode domains)
+libvirt-clients       # virt-xml-validate and virsh: provisioning tests validate the domain XML
+libxml2-utils         # xmllint, which virt-xml-validate runs
 nginx-light           # acceptance tests: nginx as guest server and as peer
 redis-server          # acceptance tests: redis as guest and as peer
 redis-tools           # redis-benchmark for the redis scenarios

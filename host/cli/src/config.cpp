@@ -24,6 +24,10 @@ const GuestConfig* Config::find_guest(std::string_view name) const {
   return nullptr;
 }
 
+bool VmConfig::has_role(std::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
 Config default_config() {
   Config c;
   c.source = "<built-in defaults>";
@@ -331,7 +335,7 @@ class Parser {
   Config parse(const toml::table& root) const {
     Config c;
     c.source = source_;
-    check_keys(root, "", {"platform", "tovm", "guest", "svm", "chain", "policy"});
+    check_keys(root, "", {"platform", "tovm", "vm", "guest", "svm", "chain", "policy"});
 
     if (const auto* t = section(root, "platform")) {
       check_keys(*t, "platform", {"runtime_dir"});
@@ -359,6 +363,8 @@ class Parser {
       get_enum(*t, "log_level", "tovm", {"error", "info", "debug"}, &c.tovm.log_level);
     }
 
+    if (const auto* t = section(root, "vm")) parse_vm(*t, &c.vm);
+
     const auto guests = tables(root, "guest");
     for (std::size_t i = 0; i < guests.size(); ++i) {
       c.guests.push_back(parse_guest(*guests[i], "guest[" + std::to_string(i) + "]", c));
@@ -378,6 +384,44 @@ class Parser {
       c.policies.push_back(parse_policy(*policies[i], "policy[" + std::to_string(i) + "]", c));
     }
     return c;
+  }
+
+  void parse_vm(const toml::table& t, VmConfig* vm) const {
+    check_keys(t, "vm",
+               {"images_dir", "roles", "name_prefix", "guest_memory_mib", "tovm_memory_mib",
+                "svm_memory_mib", "guest_vcpus"});
+    if (const auto* n = get_string(t, "images_dir", "vm", &vm->images_dir)) {
+      if (vm->images_dir.empty()) fail(n->source(), "vm.images_dir", "must not be empty");
+      vm->images_dir = resolve_config_path(source_, vm->images_dir);
+    }
+    if (const toml::node* n = t.get("roles")) {
+      const auto* arr = n->as_array();
+      if (arr == nullptr || arr->empty()) {
+        fail(n->source(), "vm.roles", "expected a non-empty array of \"tovm\", \"svm\", \"guest\"");
+      }
+      vm->roles.clear();
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& e = *arr->get(i);
+        const std::string p = "vm.roles[" + std::to_string(i) + "]";
+        const auto* s = e.as_string();
+        if (s == nullptr || (s->get() != "tovm" && s->get() != "svm" && s->get() != "guest")) {
+          fail(e.source(), p, "must be one of \"tovm\", \"svm\", \"guest\"");
+        }
+        vm->roles.push_back(s->get());
+      }
+    }
+    if (const auto* n = get_string(t, "name_prefix", "vm", &vm->name_prefix)) {
+      const std::string& x = vm->name_prefix;
+      if (x.size() > 16 || (!x.empty() && !check_guest_name(x))) {
+        fail(n->source(), "vm.name_prefix",
+             "must be at most 16 of [A-Za-z0-9_.-], starting with a letter or digit, got \"" + x +
+                 "\"");
+      }
+    }
+    get_uint(t, "guest_memory_mib", "vm", 64, 1U << 20, &vm->guest_memory_mib);
+    get_uint(t, "tovm_memory_mib", "vm", 64, 1U << 20, &vm->tovm_memory_mib);
+    get_uint(t, "svm_memory_mib", "vm", 64, 1U << 20, &vm->svm_memory_mib);
+    get_uint(t, "guest_vcpus", "vm", 1, 64, &vm->guest_vcpus);
   }
 
   std::string get_name(const toml::table& t, const std::string& path) const {

@@ -17,6 +17,7 @@
 #include "tosec/cli/run.h"
 #include "tosec/cli/status.h"
 #include "tosec/cli/supervisor.h"
+#include "tosec/provision/libvirt.h"
 
 #ifndef TOSEC_VERSION
 #define TOSEC_VERSION "0.0.0"
@@ -46,6 +47,8 @@ const char* const kMainHelp =
     "  stats [-c CONFIG]             status as JSON\n"
     "  alerts [-c CONFIG] [--follow] [--json] [--file FILE]\n"
     "                                alerts and blocks of the SVM chains\n"
+    "  provision [-c CONFIG] [--connect URI] [--dry-run|--define|--start|--destroy]\n"
+    "                                libvirt domains of the TOVM, SVMs and guests (VM mode)\n"
     "  help [COMMAND]                this help, or a command's\n"
     "\n"
     "Options: -h, --help (also after a command), --version.\n"
@@ -111,6 +114,19 @@ const char* const kAlertsHelp =
     "(e.g. the one `tosec run --alerts FILE` wrote).\n"
     "  --follow   keep printing new alerts until interrupted\n"
     "  --json     print the JSON lines as they are\n";
+
+const char* const kProvisionHelp =
+    "Usage: tosec provision [-c CONFIG] [--runtime-dir DIR] [--connect URI]\n"
+    "                       [--dry-run [--output DIR] | --define | --start | --destroy]\n"
+    "VM mode: the libvirt domains (TCG) of the TOVM, each SVM and each guest of CONFIG, with\n"
+    "ivshmem-doorbell <shmem> devices on the platform's ivshmem server sockets. See\n"
+    "docs/provisioning.md.\n"
+    "  --dry-run      print the domain XML (the default); --output DIR writes DIR/<domain>.xml\n"
+    "  --define       define (or redefine) the domains\n"
+    "  --start        define them and start those not running (TOVM, SVMs, then guests)\n"
+    "  --destroy      stop and undefine them (guests first); missing ones are skipped\n"
+    "  --connect URI  libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
+    "Exit: 0 ok, 1 a libvirt error (the message names the domain), 2 usage or config error.\n";
 
 int usage_error(const std::string& cmd, const std::string& msg) {
   std::fprintf(stderr, "tosec: %s\nTry 'tosec %s--help'.\n", msg.c_str(),
@@ -384,6 +400,44 @@ int cmd_alerts(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+int cmd_provision(const std::vector<std::string>& args) {
+  namespace pv = tosec::provision;
+  CommonOptions co;
+  pv::ProvisionOptions po;
+  int actions = 0;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string err;
+    if (common_option(args, &i, &co, &err)) {
+      if (!err.empty()) return usage_error("provision", err);
+      if (co.help) {
+        std::fputs(kProvisionHelp, stdout);
+        return kExitOk;
+      }
+    } else if (a == "--dry-run" || a == "--define" || a == "--start" || a == "--destroy") {
+      ++actions;
+      po.action = a == "--dry-run"  ? pv::Action::kDryRun
+                  : a == "--define" ? pv::Action::kDefine
+                  : a == "--start"  ? pv::Action::kStart
+                                    : pv::Action::kDestroy;
+    } else if (a == "--connect" || a == "--output") {
+      if (i + 1 >= args.size()) return usage_error("provision", a + " needs a value");
+      (a == "--connect" ? po.uri : po.output_dir) = args[++i];
+    } else {
+      return usage_error("provision", "unexpected argument '" + a + "'");
+    }
+  }
+  if (actions > 1) {
+    return usage_error("provision", "give one of --dry-run, --define, --start, --destroy");
+  }
+  if (!po.output_dir.empty() && po.action != pv::Action::kDryRun) {
+    return usage_error("provision", "--output goes with --dry-run");
+  }
+  auto cfg = load(co, nullptr);
+  if (!cfg) return kExitUsage;
+  return pv::provision_command(*cfg, po, stdout, stderr);
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -404,13 +458,14 @@ int main(int argc, char* argv[]) {
   }
   if (cmd == "help") {
     const std::string& what = rest[0];
-    const char* text = what == "run"      ? kRunHelp
-                       : what == "up"     ? kUpHelp
-                       : what == "down"   ? kDownHelp
-                       : what == "status" ? kStatusHelp
-                       : what == "stats"  ? kStatsHelp
-                       : what == "alerts" ? kAlertsHelp
-                                          : nullptr;
+    const char* text = what == "run"         ? kRunHelp
+                       : what == "up"        ? kUpHelp
+                       : what == "down"      ? kDownHelp
+                       : what == "status"    ? kStatusHelp
+                       : what == "stats"     ? kStatsHelp
+                       : what == "alerts"    ? kAlertsHelp
+                       : what == "provision" ? kProvisionHelp
+                                             : nullptr;
     if (text == nullptr) return usage_error("", "unknown command '" + what + "'");
     std::fputs(text, stdout);
     return kExitOk;
@@ -421,9 +476,6 @@ int main(int argc, char* argv[]) {
   if (cmd == "status") return cmd_status("status", kStatusHelp, rest, false);
   if (cmd == "stats") return cmd_status("stats", kStatsHelp, rest, true);
   if (cmd == "alerts") return cmd_alerts(rest);
-  if (cmd == "provision") {
-    std::fprintf(stderr, "tosec: 'provision' is not implemented yet (it comes with VM mode)\n");
-    return kExitUsage;
-  }
+  if (cmd == "provision") return cmd_provision(rest);
   return usage_error("", "unknown command '" + cmd + "'");
 }

@@ -72,10 +72,24 @@ struct PolicyConfig {
   std::string port;              // "80" or "8000-8080", empty = any
 };
 
+// VM mode: what `tosec provision` puts into the libvirt domains (docs/provisioning.md).
+struct VmConfig {
+  std::string images_dir;  // kernel and initrds; empty = <runtime_dir>/images; resolved against
+                           // the config file's directory
+  std::vector<std::string> roles = {"tovm", "svm", "guest"};  // the roles that run as VMs
+  std::string name_prefix = "tosec-";                         // of every domain name
+  std::uint32_t guest_memory_mib = 256;
+  std::uint32_t tovm_memory_mib = 512;
+  std::uint32_t svm_memory_mib = 512;
+  std::uint32_t guest_vcpus = 1;
+  bool has_role(std::string_view role) const;
+};
+
 struct Config {
   std::string source;  // file name, or "<built-in defaults>"
   PlatformConfig platform;
   TovmConfig tovm;
+  VmConfig vm;
   std::vector<GuestConfig> guests;
   std::vector<SvmConfig> svms;
   std::vector<ChainConfig> chains;

@@ -1,0 +1,300 @@
+// Domain planning and XML generation (pure: no libvirt).
+#include "tosec/provision/domains.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "tosec/cli/platform.h"
+
+namespace tosec::provision {
+namespace {
+
+cli::Config parse(const std::string& text) {
+  auto c = cli::parse_config(text, "/etc/tosec/t.toml");
+  EXPECT_TRUE(c.ok()) << c.error().message;
+  return c.ok() ? *c : cli::default_config();
+}
+
+// web behind an ids chain, db not inspected.
+const char* const kChains = R"(
+[platform]
+runtime_dir = "/run/t"
+[tovm]
+workers = 2
+[[guest]]
+name = "web"
+exclude = ["127.0.0.0/8", "port:53"]
+[[guest]]
+name = "db"
+[[svm]]
+name = "ids"
+engine = "ids"
+workers = 3
+[[svm]]
+name = "unused"
+engine = "waf"
+[[chain]]
+name = "c"
+steps = ["ids"]
+[[policy]]
+guest = "web"
+chain = "c"
+)";
+
+const DomainSpec* find(const std::vector<DomainSpec>& v, const std::string& name) {
+  auto it = std::find_if(v.begin(), v.end(), [&](const DomainSpec& d) { return d.name == name; });
+  return it == v.end() ? nullptr : &*it;
+}
+
+std::vector<std::string> names(const std::vector<DomainSpec>& v) {
+  std::vector<std::string> out;
+  for (const auto& d : v) out.push_back(d.name);
+  return out;
+}
+
+TEST(ProvisionPlan, DefaultConfigIsATovmAndOneGuest) {
+  auto plan = plan_domains(cli::default_config());
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(names(*plan), (std::vector<std::string>{"tosec-tovm", "tosec-guest-default"}));
+}
+
+TEST(ProvisionPlan, TovmSvmsAndGuestsInStartOrderWithTheirRegions) {
+  auto plan = plan_domains(parse(kChains));
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // The unused SVM gets no domain, as in process mode.
+  EXPECT_EQ(names(*plan), (std::vector<std::string>{"tosec-tovm", "tosec-svm-ids",
+                                                    "tosec-guest-web", "tosec-guest-db"}));
+  const DomainSpec& tovm = (*plan)[0];
+  ASSERT_EQ(tovm.shmem.size(), 3U);
+  EXPECT_EQ(tovm.shmem[0].server, "/run/t/guests/web/ivshmem.sock");
+  EXPECT_EQ(tovm.shmem[1].server, "/run/t/guests/web/inspect.sock");
+  EXPECT_EQ(tovm.shmem[2].server, "/run/t/guests/db/ivshmem.sock");
+  EXPECT_EQ(tovm.vcpus, 2U);
+  EXPECT_NE(tovm.cmdline.find("tosec.shmem=guest:web@08,inspect:web@09,guest:db@0a"),
+            std::string::npos)
+      << tovm.cmdline;
+  EXPECT_EQ(tovm.initrd, "/run/t/images/infra.initrd");
+
+  const DomainSpec& ids = (*plan)[1];
+  ASSERT_EQ(ids.shmem.size(), 1U);
+  EXPECT_EQ(ids.shmem[0].server, cli::inspection_paths("/run/t", "web", "").ivshmem_socket);
+  ASSERT_TRUE(ids.shmem[0].node.has_value());
+  EXPECT_EQ(*ids.shmem[0].node, 1U);  // node 0 is the TOE
+  EXPECT_EQ(ids.vcpus, 3U);
+  EXPECT_NE(ids.cmdline.find("tosec.shmem=inspect:web:1@08"), std::string::npos) << ids.cmdline;
+  EXPECT_NE(ids.cmdline.find("tosec.engine=ids"), std::string::npos);
+
+  const DomainSpec& web = (*plan)[2];
+  ASSERT_EQ(web.shmem.size(), 1U);  // never the inspection region
+  EXPECT_EQ(web.shmem[0].kind, "guest");
+  EXPECT_EQ(web.initrd, "/run/t/images/guest.initrd");
+  EXPECT_EQ(web.kernel, "/run/t/images/vmlinuz");
+  EXPECT_EQ(web.console_log, "/run/t/logs/tosec-guest-web.console.log");
+  EXPECT_NE(web.cmdline.find("tosec.exclude=127.0.0.0/8,port:53"), std::string::npos);
+  EXPECT_TRUE(web.cmdline.starts_with("console=ttyS0 tosec.role=guest tosec.name=web "));
+}
+
+TEST(ProvisionPlan, SharedSvmAttachesEveryGuestRegionItInspects) {
+  std::string text = kChains;
+  text += "[[policy]]\nguest = \"db\"\nchain = \"c\"\n";
+  auto plan = plan_domains(parse(text));
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const DomainSpec* ids = find(*plan, "tosec-svm-ids");
+  ASSERT_NE(ids, nullptr);
+  ASSERT_EQ(ids->shmem.size(), 2U);
+  EXPECT_EQ(ids->shmem[0].guest, "web");
+  EXPECT_EQ(ids->shmem[1].guest, "db");
+  EXPECT_EQ(ids->shmem[1].slot, kFirstShmemSlot + 1);
+  EXPECT_EQ(find(*plan, "tosec-tovm")->shmem.size(), 4U);
+}
+
+TEST(ProvisionPlan, RolesAndPrefixAndSizesComeFromTheVmTable) {
+  std::string text = kChains;
+  text +=
+      "[vm]\nroles = [\"guest\"]\nname_prefix = \"lab1-\"\nguest_memory_mib = 384\n"
+      "guest_vcpus = 2\nimages_dir = \"img\"\n";
+  auto plan = plan_domains(parse(text));
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(names(*plan), (std::vector<std::string>{"lab1-guest-web", "lab1-guest-db"}));
+  EXPECT_EQ((*plan)[0].memory_mib, 384U);
+  EXPECT_EQ((*plan)[0].vcpus, 2U);
+  EXPECT_EQ((*plan)[0].kernel, "/etc/tosec/img/vmlinuz");  // relative to the config file
+}
+
+TEST(ProvisionPlan, RegionSizesComeFromTheChannelGeometry) {
+  auto cfg = parse(kChains);
+  cfg.guests[1].channel.rx_chunks = 16384;  // 256 MiB of receive memory
+  auto plan = plan_domains(cfg);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const DomainSpec* db = find(*plan, "tosec-guest-db");
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->shmem[0].size, cli::guest_region_size(cfg.guests[1].channel));
+  EXPECT_GT(db->shmem[0].size, find(*plan, "tosec-guest-web")->shmem[0].size);
+  EXPECT_EQ(find(*plan, "tosec-tovm")->shmem[1].size, cli::kInspectionRegionSize);
+}
+
+TEST(ProvisionPlan, TooManyRegionsForThePciBusNamesTheDomain) {
+  cli::Config cfg = cli::default_config();
+  cfg.guests.clear();
+  for (int i = 0; i < 25; ++i) {
+    cli::GuestConfig g;
+    g.name = "g" + std::to_string(i);
+    cfg.guests.push_back(g);
+  }
+  auto plan = plan_domains(cfg);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.error().message.rfind("domain tosec-tovm: 25 shared-memory regions", 0), 0U)
+      << plan.error().message;
+  cfg.guests.pop_back();
+  EXPECT_TRUE(plan_domains(cfg).ok());
+  cfg.vm.roles = {"guest"};  // guests alone: one region each
+  const cli::GuestConfig first = cfg.guests[0];
+  cfg.guests.resize(40, first);
+  for (std::size_t i = 0; i < cfg.guests.size(); ++i) cfg.guests[i].name = "g" + std::to_string(i);
+  EXPECT_TRUE(plan_domains(cfg).ok());
+}
+
+TEST(ProvisionPlan, OverlongKernelCommandLineIsRefused) {
+  cli::Config cfg = cli::default_config();
+  for (int i = 0; i < 150; ++i) cfg.guests[0].exclude.push_back("192.168.100.100/32");
+  auto plan = plan_domains(cfg);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.error().message.find("domain tosec-guest-default: kernel command line"),
+            std::string::npos)
+      << plan.error().message;
+}
+
+TEST(ProvisionPlan, RelativeImagesDirIsRefused) {
+  cli::Config cfg = cli::default_config();
+  cfg.vm.images_dir = "images";
+  auto plan = plan_domains(cfg);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.error().message.find("vm.images_dir"), std::string::npos);
+}
+
+TEST(ProvisionPlan, DoorbellVectorsMatchTheIvshmemServer) {
+  // QEMU rejects a server that sends more eventfds per peer than the device has vectors.
+  cli::GuestConfig g;
+  g.name = "g";
+  const auto argv = cli::ivshmem_server_argv({"s", "t", ""}, g, cli::guest_paths("/r", "g", ""));
+  auto n = std::find(argv.begin(), argv.end(), "-n");
+  ASSERT_NE(n, argv.end());
+  ASSERT_NE(n + 1, argv.end());
+  EXPECT_EQ(*(n + 1), std::to_string(kDoorbellVectors));
+}
+
+TEST(ProvisionXml, GuestDomainHasTheDocumentedShape) {
+  auto plan = plan_domains(parse(kChains));
+  ASSERT_TRUE(plan.ok());
+  const std::string x = domain_xml(*find(*plan, "tosec-guest-web"));
+  for (const char* want :
+       {"<domain type='qemu'>", "<name>tosec-guest-web</name>", "<memory unit='MiB'>256</memory>",
+        "<vcpu>1</vcpu>", "<type arch='x86_64' machine='pc'>hvm</type>",
+        "<kernel>/run/t/images/vmlinuz</kernel>", "<initrd>/run/t/images/guest.initrd</initrd>",
+        "<cmdline>console=ttyS0 tosec.role=guest tosec.name=web tosec.shmem=guest:web@08",
+        "<serial type='file'>",
+        "<source path='/run/t/logs/tosec-guest-web.console.log' append='on'/>",
+        "<shmem name='tosec-web'>", "<model type='ivshmem-doorbell'/>", "<size unit='M'>64</size>",
+        "<server path='/run/t/guests/web/ivshmem.sock'/>", "<msi vectors='1' ioeventfd='on'/>",
+        "<address type='pci' domain='0x0000' bus='0x00' slot='0x08' function='0x0'/>",
+        "<memballoon model='none'/>", "<controller type='usb' model='none'/>"}) {
+    EXPECT_NE(x.find(want), std::string::npos) << want << "\n" << x;
+  }
+  EXPECT_EQ(x.find("<interface"), std::string::npos) << "guests have no NIC";
+  EXPECT_EQ(x.find("inspect.sock"), std::string::npos) << "guests never map the inspection region";
+  EXPECT_EQ(x.find("<graphics"), std::string::npos);
+}
+
+TEST(ProvisionXml, EscapesEveryValue) {
+  EXPECT_EQ(xml_escape("a&b<c>d\"e'f"), "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+  EXPECT_EQ(xml_escape("plain/path_1.x"), "plain/path_1.x");
+  EXPECT_EQ(xml_escape("a\x01"
+                       "b\tc"),
+            "a?b\tc");  // XML 1.0 cannot carry U+0001
+  cli::Config bad = cli::default_config();
+  bad.vm.images_dir = "/img/\x1b[31m";
+  ASSERT_FALSE(plan_domains(bad).ok());
+  EXPECT_NE(plan_domains(bad).error().message.find("vm.images_dir: control characters"),
+            std::string::npos);
+  cli::Config cfg = cli::default_config();
+  cfg.platform.runtime_dir = "/run/a&b'c";
+  cfg.vm.images_dir = "/img/<x>\"y\"";
+  auto plan = plan_domains(cfg);
+  ASSERT_TRUE(plan.ok());
+  const std::string x = domain_xml((*plan)[1]);
+  EXPECT_NE(x.find("<kernel>/img/&lt;x&gt;&quot;y&quot;/vmlinuz</kernel>"), std::string::npos) << x;
+  EXPECT_NE(x.find("<server path='/run/a&amp;b&apos;c/guests/default/ivshmem.sock'/>"),
+            std::string::npos)
+      << x;
+  EXPECT_EQ(x.find("a&b"), std::string::npos);
+  EXPECT_EQ(x.find("<x>"), std::string::npos);
+}
+
+TEST(ProvisionXml, UuidsAreStableDistinctAndWellFormed) {
+  const std::string a = stable_uuid("/run/tosec\ntosec-tovm");
+  EXPECT_EQ(a, stable_uuid("/run/tosec\ntosec-tovm"));
+  EXPECT_NE(a, stable_uuid("/run/other\ntosec-tovm"));
+  EXPECT_NE(a, stable_uuid("/run/tosec\ntosec-guest-default"));
+  ASSERT_EQ(a.size(), 36U);
+  for (std::size_t i : {8U, 13U, 18U, 23U}) EXPECT_EQ(a[i], '-') << a;
+  EXPECT_EQ(a[14], '8') << a;                                          // version 8
+  EXPECT_NE(std::string("89ab").find(a[19]), std::string::npos) << a;  // RFC variant
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i)
+    seen.insert(stable_uuid("/run/tosec\ntosec-guest-g" + std::to_string(i)));
+  EXPECT_EQ(seen.size(), 1000U);
+}
+
+TEST(ProvisionStart, MissingImagesAndSocketsNameTheDomain) {
+  auto plan = plan_domains(parse(kChains));
+  ASSERT_TRUE(plan.ok());
+  const DomainSpec& web = *find(*plan, "tosec-guest-web");
+  std::set<std::string> present;
+  auto exists = [&](const std::string& p) { return present.contains(p); };
+  auto s = check_start_prerequisites(web, exists);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message().rfind("domain tosec-guest-web: image /run/t/images/vmlinuz", 0), 0U)
+      << s.message();
+  present = {web.kernel, web.initrd};
+  s = check_start_prerequisites(web, exists);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("ivshmem server socket /run/t/guests/web/ivshmem.sock"),
+            std::string::npos)
+      << s.message();
+  present.insert(web.shmem[0].server);
+  EXPECT_TRUE(check_start_prerequisites(web, exists).ok());
+}
+
+// The [vm] table of the config file (docs/config.md).
+TEST(ProvisionConfig, VmTableIsValidated) {
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  const Case cases[] = {
+      {"[vm]\nroles = [\"guest\", \"vm\"]\n", "t.toml:2:19: vm.roles[1]: must be one of"},
+      {"[vm]\nroles = []\n", "vm.roles: expected a non-empty array"},
+      {"[vm]\nguest_memory_mib = 8\n", "vm.guest_memory_mib: must be in [64, 1048576], got 8"},
+      {"[vm]\nname_prefix = \"a b\"\n", "vm.name_prefix: must be at most 16"},
+      {"[vm]\nimage_dir = \"/x\"\n", "vm.image_dir: unknown key (did you mean 'images_dir'?)"},
+      {"[vm]\nimages_dir = \"\"\n", "vm.images_dir: must not be empty"},
+  };
+  for (const auto& c : cases) {
+    auto r = cli::parse_config(c.text, "t.toml");
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_NE(r.error().message.find(c.error), std::string::npos)
+        << c.text << " -> " << r.error().message;
+  }
+  auto ok = cli::parse_config("[vm]\nroles = [\"svm\"]\nname_prefix = \"\"\n", "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_TRUE(ok->vm.has_role("svm"));
+  EXPECT_FALSE(ok->vm.has_role("guest"));
+  EXPECT_EQ(ok->vm.name_prefix, "");
+  const cli::Config d = cli::default_config();
+  EXPECT_TRUE(d.vm.has_role("tovm") && d.vm.has_role("svm") && d.vm.has_role("guest"));
+}
+
+}  // namespace
+}  // namespace tosec::provision
