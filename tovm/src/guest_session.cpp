@@ -16,9 +16,10 @@
 namespace tosec::tovm {
 
 GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
-                           std::unique_ptr<StackBackend> backend)
+                           std::unique_ptr<StackBackend> backend, std::uint32_t tag)
     : opts_(opts),
       epoll_fd_(epoll_fd),
+      tag_(tag),
       backend_(std::move(backend)),
       ivshmem_(rpc::IvshmemClientOptions{1, 5000}),
       lanes_(opts.channel.lanes),
@@ -32,8 +33,13 @@ GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
 GuestSession::~GuestSession() { shutdown(); }
 
 rpc::Result<std::unique_ptr<GuestSession>> GuestSession::create(
-    const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend) {
-  std::unique_ptr<GuestSession> s(new GuestSession(opts, epoll_fd, std::move(backend)));
+    const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend,
+    std::uint32_t tag) {
+  if (tag >= kMaxSessionsPerWorker) {
+    return rpc::Error{
+        EINVAL, "more than " + std::to_string(kMaxSessionsPerWorker) + " guests on one worker"};
+  }
+  std::unique_ptr<GuestSession> s(new GuestSession(opts, epoll_fd, std::move(backend), tag));
   if (auto st = s->init(); !st) return st.error();
   return s;
 }
@@ -102,13 +108,13 @@ rpc::Status GuestSession::init() {
   ::chmod(opts_.sidecar.c_str(), 0600);
   if (::listen(sidecar_listen_.get(), 64) != 0) return rpc::errno_error("listen(sidecar)");
 
-  epoll_add(sidecar_listen_.get(), EPOLLIN, make_token(TokenKind::kSidecarListen));
-  epoll_add(ivshmem_.fd(), EPOLLIN, make_token(TokenKind::kIvshmem));
+  epoll_add(sidecar_listen_.get(), EPOLLIN, token(TokenKind::kSidecarListen));
+  epoll_add(ivshmem_.fd(), EPOLLIN, token(TokenKind::kIvshmem));
   const int bell = ivshmem_.doorbells().own_fd(0);
   if (bell < 0) return rpc::Error{EPROTO, "ivshmem: no own doorbell vector 0"};
-  epoll_add(bell, EPOLLIN, make_token(TokenKind::kDoorbell));
+  epoll_add(bell, EPOLLIN, token(TokenKind::kDoorbell));
   if (backend_->event_fd() >= 0) {
-    epoll_add(backend_->event_fd(), EPOLLIN, make_token(TokenKind::kBackend));
+    epoll_add(backend_->event_fd(), EPOLLIN, token(TokenKind::kBackend));
   }
   if (auto s = init_inspection(); !s) return s;
   log(LogLevel::kInfo, "region " + std::to_string(region.size()) + " bytes, ivshmem peer " +
@@ -210,7 +216,7 @@ void GuestSession::accept_sidecars() {
       return;
     }
     const std::uint64_t conn = next_conn_++;
-    epoll_add(fd, EPOLLIN, make_token(TokenKind::kSidecarNew, conn));
+    epoll_add(fd, EPOLLIN, token(TokenKind::kSidecarNew, conn));
     hello_pending_.emplace(conn, rpc::UniqueFd(fd));
   }
 }
@@ -317,7 +323,7 @@ void GuestSession::on_sidecar_new(std::uint64_t conn) {
     l.sidecar.reset();
     return;
   }
-  epoll_add(l.sidecar.get(), EPOLLIN | EPOLLRDHUP, make_token(TokenKind::kSidecarLane, lane));
+  epoll_add(l.sidecar.get(), EPOLLIN | EPOLLRDHUP, token(TokenKind::kSidecarLane, lane));
   log(LogLevel::kInfo, "lane " + std::to_string(lane) + " -> pid " + std::to_string(l.pid) +
                            " (ivshmem peer " + std::to_string(l.peer) + ")");
   // B ends may already be queued behind the hello.
@@ -477,8 +483,8 @@ std::string GuestSession::status_json() const {
     if (c == '"' || c == '\\') guest += '\\';
     if (static_cast<unsigned char>(c) >= 0x20) guest += c;
   }
-  o << "{\"guest\":\"" << guest << "\",\"pid\":" << ::getpid() << ",\"uptime_s\":" << up
-    << ",\"lanes\":[";
+  o << "{\"guest\":\"" << guest << "\",\"pid\":" << ::getpid() << ",\"worker\":" << worker_index_
+    << ",\"uptime_s\":" << up << ",\"lanes\":[";
   bool first = true;
   for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
     const Lane& l = lanes_[i];

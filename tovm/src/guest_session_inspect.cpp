@@ -56,8 +56,8 @@ rpc::Status GuestSession::init_inspection() {
   if (!link) return link.error();
   inspect_ = std::move(*link);
   inspect_buf_.resize(inspect_->chunk_size());
-  epoll_add(inspect_->doorbell_fd(), EPOLLIN, make_token(TokenKind::kInspectDoorbell));
-  epoll_add(inspect_->ivshmem_fd(), EPOLLIN, make_token(TokenKind::kInspectIvshmem));
+  epoll_add(inspect_->doorbell_fd(), EPOLLIN, token(TokenKind::kInspectDoorbell));
+  epoll_add(inspect_->ivshmem_fd(), EPOLLIN, token(TokenKind::kInspectIvshmem));
   log(LogLevel::kInfo,
       "inspection region " + opts_.inspect_ivshmem + ", topology " + opts_.topology);
   return {};

@@ -59,7 +59,7 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   slot->generation.store(s.generation, std::memory_order_relaxed);
   slot->state.store(rpc::SocketState::kOpen, std::memory_order_release);
   s.b_end = std::move(b_end);
-  epoll_add(s.b_end.get(), EPOLLRDHUP, make_token(TokenKind::kBEnd, id));
+  epoll_add(s.b_end.get(), EPOLLRDHUP, token(TokenKind::kBEnd, id));
   return {};
 }
 

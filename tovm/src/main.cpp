@@ -1,20 +1,19 @@
-// tosec-tovm: the TCP offload engine for one guest (docs/tovm.md).
+// tosec-tovm: the TCP offload engine for one or more guests (docs/tovm.md).
 #include <signal.h>
 
 #include <cstdio>
 
 #include "tosec/tovm/options.h"
-#include "tosec/tovm/worker.h"
+#include "tosec/tovm/tovm_process.h"
 
 int main(int argc, char** argv) {
   using namespace tosec::tovm;
-  auto opts = parse_tovm_options(argc, argv);
-  if (!opts) {
-    std::fprintf(stderr, "tosec-tovm: %s\nTry '%s --help'.\n", opts.error().message.c_str(),
-                 argv[0]);
+  auto cl = parse_tovm_command_line(argc, argv);
+  if (!cl) {
+    std::fprintf(stderr, "tosec-tovm: %s\nTry '%s --help'.\n", cl.error().message.c_str(), argv[0]);
     return 1;
   }
-  if (opts->help) {
+  if (cl->help) {
     std::fputs(tovm_usage(argv[0]).c_str(), stdout);
     return 0;
   }
@@ -23,16 +22,16 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  auto worker = Worker::create(*opts, true);
-  if (!worker) {
-    std::fprintf(stderr, "tosec-tovm: %s\n", worker.error().message.c_str());
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);  // before any worker thread: they inherit it
+  auto process = TovmProcess::create(*cl);
+  if (!process) {
+    std::fprintf(stderr, "tosec-tovm: %s\n", process.error().message.c_str());
     return 1;
   }
   std::fputs("tosec-tovm: ready\n", stdout);
   std::fflush(stdout);
-  auto s = (*worker)->run();
-  worker->reset();
+  auto s = (*process)->run();
+  process->reset();
   if (!s) {
     std::fprintf(stderr, "tosec-tovm: %s\n", s.message().c_str());
     return 1;

@@ -2,6 +2,7 @@
 
 #include <getopt.h>
 
+#include <algorithm>
 #include <charconv>
 #include <iterator>
 #include <string_view>
@@ -29,13 +30,16 @@ rpc::Status parse_num(const char* flag, const char* text, T& out, T min, T max) 
 
 std::string tovm_usage(const char* prog) {
   return std::string("Usage: ") + prog +
-         " --guest NAME --ivshmem SOCKET --sidecar PATH [--status PATH]\n"
-         "       [--lanes N] [--max-sockets N] [--ring-slots N] [--socket-rx-entries N]\n"
-         "       [--chunk-size N] [--tx-chunks-per-lane N] [--rx-chunks N] [--workers N]\n"
-         "       [--spin-ns N] [--log-level error|info|debug]\n"
+         " [--workers N] [--spin-ns N] [--log-level error|info|debug] [GEOMETRY...]\n"
+         "       --guest NAME --ivshmem SOCKET --sidecar PATH [--status PATH] [GEOMETRY...]\n"
          "       [--inspect-ivshmem SOCKET --topology FILE [--alert-log FILE]]\n"
-         "TCP offload engine for one guest (docs/tovm.md); with --inspect-ivshmem its streams\n"
-         "go through the SVM chains the topology selects (docs/svm.md).\n";
+         "       [--guest NAME ... (one group per guest)]\n"
+         "GEOMETRY: [--lanes N] [--max-sockets N] [--ring-slots N] [--socket-rx-entries N]\n"
+         "          [--chunk-size N] [--tx-chunks-per-lane N] [--rx-chunks N]\n"
+         "TCP offload engine for one or more guests (docs/tovm.md): each --guest opens a group\n"
+         "that the flags after it belong to; geometry before the first --guest is every guest's\n"
+         "default. Guest i is served by worker thread i % N. With --inspect-ivshmem a guest's\n"
+         "streams go through the SVM chains its topology selects (docs/svm.md).\n";
 }
 
 namespace {
@@ -62,13 +66,12 @@ constexpr U32Flag kU32Flags[] = {
     {"tx-chunks-per-lane", 1, kMaxU32,
      [](TovmOptions& o) -> std::uint32_t& { return o.channel.tx_chunks_per_lane; }},
     {"rx-chunks", 1, kMaxU32, [](TovmOptions& o) -> std::uint32_t& { return o.channel.rx_chunks; }},
-    {"workers", 1, 64, [](TovmOptions& o) -> std::uint32_t& { return o.workers; }},
 };
 constexpr int kNumericBase = 2000;
 
 }  // namespace
 
-rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
+rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[]) {
   enum {
     kGuest = 1000,
     kIvshmem,
@@ -79,7 +82,8 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
     kHelp,
     kInspectIvshmem,
     kTopology,
-    kAlertLog
+    kAlertLog,
+    kWorkers
   };
   static const std::vector<option> longopts = [] {
     std::vector<option> v = {
@@ -93,6 +97,7 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
         {"inspect-ivshmem", required_argument, nullptr, kInspectIvshmem},
         {"topology", required_argument, nullptr, kTopology},
         {"alert-log", required_argument, nullptr, kAlertLog},
+        {"workers", required_argument, nullptr, kWorkers},
     };
     for (std::size_t i = 0; i < std::size(kU32Flags); ++i) {
       v.push_back(
@@ -101,7 +106,17 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
     v.push_back({nullptr, 0, nullptr, 0});
     return v;
   }();
-  TovmOptions o;
+  TovmCommandLine cl;
+  TovmOptions defaults;  // geometry given before the first --guest; process-wide flags
+  std::uint32_t workers = 1;
+  // Flags that belong to a guest group: an error before the first --guest.
+  auto current = [&](const char* flag) -> rpc::Result<TovmOptions*> {
+    if (cl.guests.empty()) {
+      return rpc::Error{EINVAL,
+                        std::string("--") + flag + " must follow the --guest it belongs to"};
+    }
+    return &cl.guests.back();
+  };
   optind = 0;
   opterr = 0;
   for (;;) {
@@ -110,50 +125,69 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
     rpc::Status s;
     if (c >= kNumericBase && c < kNumericBase + static_cast<int>(std::size(kU32Flags))) {
       const U32Flag& f = kU32Flags[static_cast<std::size_t>(c - kNumericBase)];
-      s = parse_num(f.name, optarg, f.field(o), f.min, f.max);
+      TovmOptions& target = cl.guests.empty() ? defaults : cl.guests.back();
+      s = parse_num(f.name, optarg, f.field(target), f.min, f.max);
       if (!s) return s.error();
       continue;
     }
+    // A per-guest string flag: stored into the current group.
+    auto set = [&](const char* flag, std::string TovmOptions::*field) -> rpc::Status {
+      auto g = current(flag);
+      if (!g) return g.error();
+      (*g)->*field = optarg;
+      return {};
+    };
     switch (c) {
-      case kGuest:
-        o.guest = optarg;
+      case kGuest: {
+        const std::string name = optarg;
+        if (name.empty()) return rpc::Error{EINVAL, "--guest: empty name"};
+        for (const auto& g : cl.guests) {
+          if (g.guest == name) return rpc::Error{EINVAL, "--guest " + name + " given twice"};
+        }
+        cl.guests.push_back(defaults);
+        cl.guests.back().guest = name;
         break;
+      }
       case kIvshmem:
-        o.ivshmem = optarg;
+        s = set("ivshmem", &TovmOptions::ivshmem);
         break;
       case kSidecar:
-        o.sidecar = optarg;
+        s = set("sidecar", &TovmOptions::sidecar);
         break;
       case kStatus:
-        o.status = optarg;
+        s = set("status", &TovmOptions::status);
         break;
       case kInspectIvshmem:
-        o.inspect_ivshmem = optarg;
+        s = set("inspect-ivshmem", &TovmOptions::inspect_ivshmem);
         break;
       case kTopology:
-        o.topology = optarg;
+        s = set("topology", &TovmOptions::topology);
         break;
       case kAlertLog:
-        o.alert_log = optarg;
+        s = set("alert-log", &TovmOptions::alert_log);
+        break;
+      case kWorkers:
+        s = parse_num("workers", optarg, workers, std::uint32_t{1}, std::uint32_t{64});
         break;
       case kSpinNs:
-        s = parse_num("spin-ns", optarg, o.spin_ns, std::int64_t{0}, std::int64_t{1'000'000'000});
+        s = parse_num("spin-ns", optarg, defaults.spin_ns, std::int64_t{0},
+                      std::int64_t{1'000'000'000});
         break;
       case kLogLevel: {
         const std::string_view v(optarg);
         if (v == "error")
-          o.log_level = LogLevel::kError;
+          defaults.log_level = LogLevel::kError;
         else if (v == "info")
-          o.log_level = LogLevel::kInfo;
+          defaults.log_level = LogLevel::kInfo;
         else if (v == "debug")
-          o.log_level = LogLevel::kDebug;
+          defaults.log_level = LogLevel::kDebug;
         else
           s = rpc::Error{EINVAL, "--log-level: invalid value '" + std::string(v) + "'"};
         break;
       }
       case 'h':
       case kHelp:
-        o.help = true;
+        cl.help = true;
         break;
       default: {
         const char* bad = (optind > 0 && optind <= argc) ? argv[optind - 1] : "?";
@@ -163,14 +197,43 @@ rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
     if (!s) return s.error();
   }
   if (optind < argc) return rpc::Error{EINVAL, std::string("unexpected argument: ") + argv[optind]};
-  if (o.help) return o;
-  if (o.guest.empty()) return rpc::Error{EINVAL, "--guest is required"};
-  if (o.ivshmem.empty()) return rpc::Error{EINVAL, "--ivshmem is required"};
-  if (o.sidecar.empty()) return rpc::Error{EINVAL, "--sidecar is required"};
-  if (o.inspect_ivshmem.empty() != o.topology.empty()) {
-    return rpc::Error{EINVAL, "--inspect-ivshmem and --topology go together"};
+  if (cl.help) return cl;
+  if (cl.guests.empty()) return rpc::Error{EINVAL, "--guest is required"};
+  cl.workers = workers;
+  std::vector<std::string> paths;
+  for (auto& g : cl.guests) {
+    const std::string who = "--guest " + g.guest + ": ";
+    if (g.ivshmem.empty()) return rpc::Error{EINVAL, who + "--ivshmem is required"};
+    if (g.sidecar.empty()) return rpc::Error{EINVAL, who + "--sidecar is required"};
+    if (g.inspect_ivshmem.empty() != g.topology.empty()) {
+      return rpc::Error{EINVAL, who + "--inspect-ivshmem and --topology go together"};
+    }
+    for (const std::string* p : {&g.ivshmem, &g.sidecar, &g.status}) {
+      if (p->empty()) continue;
+      if (std::find(paths.begin(), paths.end(), *p) != paths.end()) {
+        return rpc::Error{EINVAL, who + "path " + *p + " is used twice"};
+      }
+      paths.push_back(*p);
+    }
+    g.workers = workers;
+    g.spin_ns = defaults.spin_ns;
+    g.log_level = defaults.log_level;
   }
-  return o;
+  return cl;
+}
+
+rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]) {
+  auto cl = parse_tovm_command_line(argc, argv);
+  if (!cl) return cl.error();
+  if (cl->help) {
+    TovmOptions o;
+    o.help = true;
+    return o;
+  }
+  if (cl->guests.size() != 1) {
+    return rpc::Error{EINVAL, "expected one --guest, got " + std::to_string(cl->guests.size())};
+  }
+  return cl->guests.front();
 }
 
 }  // namespace tosec::tovm

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -17,30 +18,64 @@
 namespace tosec::tovm {
 
 namespace {
+
 constexpr std::uint64_t kStopToken = 0xFFFF'0000'0000'0001ULL;
+
+// min() of two epoll timeouts where -1 means "none".
+int min_timeout(int a, int b) {
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return std::min(a, b);
 }
 
+rpc::Status epoll_add_in(int epoll, int fd, std::uint64_t token) {
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.u64 = token;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &e) != 0) return rpc::errno_error("epoll_ctl");
+  return {};
+}
+
+// A Unix stream socket listening at `path` (a stale file there is replaced).
+rpc::Result<rpc::UniqueFd> listen_unix(const std::string& path, const char* flag) {
+  rpc::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return rpc::errno_error(std::string("socket(") + flag + ")");
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) {
+    return rpc::Error{ENAMETOOLONG, std::string("--") + flag + " path too long: " + path};
+  }
+  std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  ::unlink(path.c_str());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    return rpc::errno_error("bind(" + path + ")");
+  }
+  if (::listen(fd.get(), 16) != 0) return rpc::errno_error(std::string("listen(") + flag + ")");
+  return fd;
+}
+
+}  // namespace
+
 rpc::Result<std::unique_ptr<Worker>> Worker::create(const TovmOptions& opts, bool use_signalfd) {
-  std::unique_ptr<Worker> w(new Worker(opts));
-  if (auto s = w->init(use_signalfd); !s) return s.error();
+  return create(std::vector<TovmOptions>{opts}, 0, use_signalfd);
+}
+
+rpc::Result<std::unique_ptr<Worker>> Worker::create(const std::vector<TovmOptions>& guests,
+                                                    unsigned index, bool use_signalfd) {
+  if (guests.empty()) return rpc::Error{EINVAL, "a worker needs at least one guest"};
+  std::unique_ptr<Worker> w(new Worker(guests.front().spin_ns, index));
+  if (auto s = w->init(guests, use_signalfd); !s) return s.error();
   return w;
 }
 
 Worker::~Worker() { shutdown(); }
 
-rpc::Status Worker::init(bool use_signalfd) {
+rpc::Status Worker::init(const std::vector<TovmOptions>& guests, bool use_signalfd) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) return rpc::errno_error("epoll_create1");
-  auto add = [&](int fd, std::uint64_t token) -> rpc::Status {
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.u64 = token;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e) != 0) return rpc::errno_error("epoll_ctl");
-    return {};
-  };
   stop_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!stop_fd_.valid()) return rpc::errno_error("eventfd");
-  if (auto s = add(stop_fd_.get(), kStopToken); !s) return s;
+  if (auto s = epoll_add_in(epoll_.get(), stop_fd_.get(), kStopToken); !s) return s;
   if (use_signalfd) {
     sigset_t set;
     sigemptyset(&set);
@@ -48,29 +83,41 @@ rpc::Status Worker::init(bool use_signalfd) {
     sigaddset(&set, SIGINT);
     signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!signal_fd_.valid()) return rpc::errno_error("signalfd");
-    if (auto s = add(signal_fd_.get(), make_token(TokenKind::kSignal)); !s) return s;
+    if (auto s = epoll_add_in(epoll_.get(), signal_fd_.get(), make_token(TokenKind::kSignal)); !s) {
+      return s;
+    }
   }
+  for (const auto& g : guests) {
+    if (auto s = add_session(g); !s) {
+      return rpc::Error{s.code(),
+                        guests.size() > 1 ? "guest " + g.guest + ": " + s.message() : s.message()};
+    }
+  }
+  return {};
+}
+
+rpc::Status Worker::add_session(const TovmOptions& opts) {
+  const auto tag = static_cast<std::uint32_t>(sessions_.size());
+  // One backend per session: a guest's sockets and their readiness stay its own.
   auto backend = KernelBackend::create();
   if (!backend) return backend.error();
-  auto session = GuestSession::create(opts_, epoll_.get(), std::move(*backend));
+  auto session = GuestSession::create(opts, epoll_.get(), std::move(*backend), tag);
   if (!session) return session.error();
-  session_ = std::move(*session);
-  if (!opts_.status.empty()) {
-    status_listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!status_listen_.valid()) return rpc::errno_error("socket(status)");
-    sockaddr_un sun{};
-    sun.sun_family = AF_UNIX;
-    if (opts_.status.size() >= sizeof sun.sun_path) {
-      return rpc::Error{ENAMETOOLONG, "--status path too long: " + opts_.status};
+  (*session)->set_worker_index(index_);
+  Served served;
+  served.session = std::move(*session);
+  if (!opts.status.empty()) {
+    auto fd = listen_unix(opts.status, "status");
+    if (!fd) return fd.error();
+    served.status_listen = std::move(*fd);
+    served.status_path = opts.status;
+    if (auto s = epoll_add_in(epoll_.get(), served.status_listen.get(),
+                              make_token(TokenKind::kStatusListen, 0, tag));
+        !s) {
+      return s;
     }
-    std::memcpy(sun.sun_path, opts_.status.c_str(), opts_.status.size() + 1);
-    ::unlink(opts_.status.c_str());
-    if (::bind(status_listen_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-      return rpc::errno_error("bind(" + opts_.status + ")");
-    }
-    if (::listen(status_listen_.get(), 16) != 0) return rpc::errno_error("listen(status)");
-    if (auto s = add(status_listen_.get(), make_token(TokenKind::kStatusListen)); !s) return s;
   }
+  sessions_.push_back(std::move(served));
   return {};
 }
 
@@ -82,14 +129,14 @@ void Worker::request_stop() {
   }
 }
 
-void Worker::serve_status() {
+void Worker::serve_status(Served& s) {
   for (;;) {
-    const int fd = ::accept4(status_listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    const int fd = ::accept4(s.status_listen.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;
     rpc::UniqueFd c(fd);
     timeval tv{0, 200'000};  // a client that does not read cannot stall the data path long
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    const std::string json = session_->status_json() + "\n";
+    const std::string json = s.session->status_json() + "\n";
     std::size_t off = 0;
     while (off < json.size()) {
       const ssize_t n = ::send(fd, json.data() + off, json.size() - off, MSG_NOSIGNAL);
@@ -99,60 +146,69 @@ void Worker::serve_status() {
   }
 }
 
+bool Worker::any_requests() {
+  for (auto& s : sessions_) {
+    if (s.session->has_requests()) return true;
+  }
+  return false;
+}
+
 void Worker::run_once(int max_timeout_ms) {
-  progress_ = session_->run_once();
+  bool progress = false;
+  for (auto& s : sessions_) progress = s.session->run_once() || progress;
   int timeout = max_timeout_ms;
-  bool armed = false;
-  if (progress_) {
+  if (progress) {
     timeout = 0;
   } else {
-    if (opts_.spin_ns > 0) {
+    if (spin_ns_ > 0) {
       const auto t0 = std::chrono::steady_clock::now();
-      const auto budget = std::chrono::nanoseconds(opts_.spin_ns);
-      for (std::uint32_t i = 1; !session_->has_requests(); ++i) {
+      const auto budget = std::chrono::nanoseconds(spin_ns_);
+      for (std::uint32_t i = 1; !any_requests(); ++i) {
         rpc::cpu_relax();
         if ((i & 31) == 0 && std::chrono::steady_clock::now() - t0 >= budget) break;
       }
     }
-    if (session_->prepare_sleep()) {
-      armed = true;
-      if (session_->has_stalled_output()) {
-        timeout = timeout < 0 ? 1 : std::min(timeout, 1);
+    // Arm every session; one that finds work already waiting cancels the sleep (the others
+    // are disarmed again after the zero-timeout epoll_wait below).
+    for (auto& s : sessions_) {
+      s.armed = s.session->prepare_sleep();
+      if (!s.armed) {
+        timeout = 0;
+        continue;
       }
-      if (const int t = session_->inspection_sleep_ms(); t >= 0) {  // chain deadlines
-        timeout = timeout < 0 ? t : std::min(timeout, t);
+      if (s.session->has_stalled_output()) timeout = min_timeout(timeout, 1);
+      timeout = min_timeout(timeout, s.session->inspection_sleep_ms());  // chain deadlines
+      if (s.session->has_zombies()) {  // sock_diag is polled: nothing wakes us when A closes
+        timeout = min_timeout(timeout, GuestSession::kZombieCheckMs);
       }
-      if (session_->has_zombies()) {  // sock_diag is polled: nothing wakes us when A closes
-        const int z = GuestSession::kZombieCheckMs;
-        timeout = timeout < 0 ? z : std::min(timeout, z);
-      }
-    } else {
-      timeout = 0;
     }
   }
   epoll_event evs[64];
   const int n = ::epoll_wait(epoll_.get(), evs, 64, timeout);
-  if (armed) session_->after_wake();
+  for (auto& s : sessions_) {
+    if (s.armed) s.session->after_wake();
+    s.armed = false;
+  }
   for (int i = 0; i < n; ++i) {
     const std::uint64_t t = evs[i].data.u64;
     if (t == kStopToken) {
       stop_.store(true);
       continue;
     }
-    switch (token_kind(t)) {
-      case TokenKind::kSignal: {
-        signalfd_siginfo si;
-        while (::read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
-        }
-        stop_.store(true);
-        break;
+    const TokenKind kind = token_kind(t);
+    if (kind == TokenKind::kSignal) {
+      signalfd_siginfo si;
+      while (::read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
       }
-      case TokenKind::kStatusListen:
-        serve_status();
-        break;
-      default:
-        session_->on_event(t, evs[i].events);
-        break;
+      stop_.store(true);
+      continue;
+    }
+    const std::uint32_t tag = token_session(t);
+    if (tag >= sessions_.size()) continue;
+    if (kind == TokenKind::kStatusListen) {
+      serve_status(sessions_[tag]);
+    } else {
+      sessions_[tag].session->on_event(t, evs[i].events);
     }
   }
 }
@@ -164,10 +220,12 @@ rpc::Status Worker::run() {
 }
 
 void Worker::shutdown() {
-  if (session_) session_->shutdown();
-  if (status_listen_.valid()) {
-    status_listen_.reset();
-    ::unlink(opts_.status.c_str());
+  for (auto& s : sessions_) {
+    if (s.session) s.session->shutdown();
+    if (s.status_listen.valid()) {
+      s.status_listen.reset();
+      ::unlink(s.status_path.c_str());
+    }
   }
 }
 

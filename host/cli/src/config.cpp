@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <set>
@@ -335,7 +336,7 @@ class Parser {
   Config parse(const toml::table& root) const {
     Config c;
     c.source = source_;
-    check_keys(root, "", {"platform", "tovm", "vm", "guest", "svm", "chain", "policy"});
+    check_keys(root, "", {"platform", "tovm", "guest", "svm", "chain", "policy", "vm"});
 
     if (const auto* t = section(root, "platform")) {
       check_keys(*t, "platform", {"runtime_dir"});
@@ -357,7 +358,8 @@ class Parser {
     }
 
     if (const auto* t = section(root, "tovm")) {
-      check_keys(*t, "tovm", {"workers", "spin_ns", "log_level"});
+      check_keys(*t, "tovm", {"mode", "workers", "spin_ns", "log_level"});
+      get_enum(*t, "mode", "tovm", {"shared", "per-guest"}, &c.tovm.mode);
       get_uint(*t, "workers", "tovm", 1, 64, &c.tovm.workers);
       get_uint(*t, "spin_ns", "tovm", 0, 1'000'000'000, &c.tovm.spin_ns);
       get_enum(*t, "log_level", "tovm", {"error", "info", "debug"}, &c.tovm.log_level);
@@ -616,10 +618,12 @@ class Parser {
 
 std::string resolve_config_path(const std::string& source, const std::string& path) {
   if (path.empty() || path[0] == '/') return path;
-  const auto slash = source.rfind('/');
   if (source.empty() || source[0] == '<') return path;  // "<built-in defaults>", "<--chain>"
-  if (slash == std::string::npos) return path;          // config in the current directory
-  return source.substr(0, slash + 1) + path;
+  // Absolute: the supervisor of `tosec up` runs in "/", and SVMs may start in other dirs.
+  std::error_code ec;
+  const auto full =
+      std::filesystem::absolute(std::filesystem::path(source).parent_path() / path, ec);
+  return ec ? path : full.lexically_normal().string();
 }
 
 Result<Config> parse_config(std::string_view text, const std::string& source) {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <thread>
 
+#include "tosec/cli/child_start.h"
 #include "tosec/cli/process.h"
 
 namespace tosec::cli {
@@ -72,11 +73,9 @@ std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestCon
   return ivshmem_server_argv(bin, guest, paths, guest_region_size(guest.channel));
 }
 
-std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
-                                   const GuestConfig& guest, const GuestPaths& paths) {
+std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPaths& paths) {
   const auto& c = guest.channel;
-  return {bin.tovm,
-          "--guest",
+  return {"--guest",
           guest.name,
           "--ivshmem",
           paths.ivshmem_socket,
@@ -97,13 +96,21 @@ std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
           "--tx-chunks-per-lane",
           std::to_string(c.tx_chunks_per_lane),
           "--rx-chunks",
-          std::to_string(c.rx_chunks),
-          "--workers",
-          std::to_string(tovm.workers),
-          "--spin-ns",
-          std::to_string(tovm.spin_ns),
-          "--log-level",
-          tovm.log_level};
+          std::to_string(c.rx_chunks)};
+}
+
+std::vector<std::string> tovm_process_args(const TovmConfig& tovm) {
+  return {"--workers",   std::to_string(tovm.workers),
+          "--spin-ns",   std::to_string(tovm.spin_ns),
+          "--log-level", tovm.log_level};
+}
+
+std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
+                                   const GuestConfig& guest, const GuestPaths& paths) {
+  std::vector<std::string> argv = {bin.tovm};
+  for (auto& a : tovm_guest_args(guest, paths)) argv.push_back(std::move(a));
+  for (auto& a : tovm_process_args(tovm)) argv.push_back(std::move(a));
+  return argv;
 }
 
 Status make_dirs(const std::string& dir) {
@@ -118,52 +125,6 @@ void remove_tree(const std::string& dir) {
   std::filesystem::remove_all(dir, ec);
 }
 
-namespace {
-
-std::string timestamp() {
-  char buf[64];
-  const time_t now = ::time(nullptr);
-  struct tm tm {};
-  ::gmtime_r(&now, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// Appends a header line and returns the offset after it (-1 on error).
-long log_header(int fd, const std::vector<std::string>& argv) {
-  std::string line = "---- " + timestamp() + " tosec: starting";
-  for (const auto& a : argv) line += " " + a;
-  line += "\n";
-  [[maybe_unused]] auto n = ::write(fd, line.data(), line.size());
-  return static_cast<long>(::lseek(fd, 0, SEEK_END));
-}
-
-bool socket_accepts(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-bool log_has_line(const std::string& path, long offset, const std::string& needle) {
-  std::ifstream in(path);
-  if (!in) return false;
-  in.seekg(offset);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line == needle) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 GuestPlatform::GuestPlatform(Binaries bin, TovmConfig tovm, GuestConfig guest, GuestPaths paths)
     : bin_(std::move(bin)),
       tovm_(std::move(tovm)),
@@ -175,59 +136,10 @@ GuestPlatform::~GuestPlatform() {
   if (server_pid_ > 0 || tovm_pid_ > 0 || inspect_server_pid_ > 0 || svms) stop();
 }
 
-// Starts argv in its own process group with stdin from /dev/null and stdout+stderr appended to
-// `log_path` after a header; *offset is where this run's output starts in the log.
 rpc::Result<pid_t> GuestPlatform::spawn_logged(std::vector<std::string> argv,
                                                const std::string& log_path, long* offset) {
-  const int log = open_log(log_path);
-  if (log < 0) return rpc::errno_error("cannot open log " + log_path);
-  SpawnSpec spec;
-  spec.argv = std::move(argv);
-  spec.env = current_environment();
-  *offset = log_header(log, spec.argv);
-  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  spec.stdin_fd = null;
-  spec.stdout_fd = log;
-  spec.stderr_fd = log;
-  spec.new_process_group = true;
-  spec.die_with_parent = die_with_parent_;
-  auto pid = spawn(spec);
-  ::close(log);
-  if (null >= 0) ::close(null);
-  if (!pid) return Error{pid.error().code, "cannot start " + pid.error().message};
-  return *pid;
+  return cli::spawn_logged(std::move(argv), log_path, die_with_parent_, offset);
 }
-
-namespace {
-
-// Waits until `ready()` holds for the child *pid, which logs to `log` from `offset`. On exit or
-// timeout the error names the process and quotes the end of its log; a timed-out child is
-// stopped (and *pid reset) by the caller's `stop`.
-template <class Ready>
-Status wait_ready(pid_t* pid, const std::string& what, const std::string& waiting_for,
-                  const std::string& log, long offset, std::chrono::milliseconds timeout,
-                  Ready ready, const std::function<void()>& stop) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!ready()) {
-    int status = 0;
-    if (try_reap(*pid, &status)) {
-      *pid = -1;
-      return Error{EIO, what + " " + describe_wait_status(status) +
-                            " before it was ready; end of " + log + ":\n" +
-                            tail_file(log, offset, 15)};
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      stop();
-      return Error{ETIMEDOUT, what + " did not " + waiting_for + " within " +
-                                  std::to_string(timeout.count() / 1000) + " s; end of " + log +
-                                  ":\n" + tail_file(log, offset, 15)};
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return {};
-}
-
-}  // namespace
 
 Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
   if (auto s = make_dirs(paths_.dir); !s) return s;
@@ -243,21 +155,30 @@ Status GuestPlatform::start_server(std::chrono::milliseconds timeout) {
       [&] { return socket_accepts(paths_.ivshmem_socket); }, [&] { stop_server(); });
 }
 
-Status GuestPlatform::start_tovm(std::chrono::milliseconds timeout) {
-  if (auto s = make_dirs(paths_.dir); !s) return s;
+rpc::Result<std::vector<std::string>> GuestPlatform::prepare_tovm_group() {
+  if (auto s = make_dirs(paths_.dir); !s) return s.error();
   ::unlink(paths_.sidecar_socket.c_str());
   ::unlink(paths_.status_socket.c_str());
-  auto argv = tovm_argv(bin_, tovm_, guest_, paths_);
+  auto args = tovm_guest_args(guest_, paths_);
   if (!inspection_.empty()) {
     if (auto s = write_topology(inspection_.topology, inspection_paths_.topology_file); !s) {
-      return s;
+      return s.error();
     }
     for (const auto& a : {std::string("--inspect-ivshmem"), inspection_paths_.ivshmem_socket,
                           std::string("--topology"), inspection_paths_.topology_file,
                           std::string("--alert-log"), inspection_paths_.alert_log}) {
-      argv.push_back(a);
+      args.push_back(a);
     }
   }
+  return args;
+}
+
+Status GuestPlatform::start_tovm(std::chrono::milliseconds timeout) {
+  auto group = prepare_tovm_group();
+  if (!group) return group.error();
+  std::vector<std::string> argv = {bin_.tovm};
+  for (auto& a : *group) argv.push_back(std::move(a));
+  for (auto& a : tovm_process_args(tovm_)) argv.push_back(std::move(a));
   long offset = 0;
   auto pid = spawn_logged(std::move(argv), paths_.tovm_log, &offset);
   if (!pid) return pid.error();

@@ -351,8 +351,8 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
                     " guest(s)\n";
   char line[512];
   std::snprintf(line, sizeof line,
-                "\n%-16s %-8s %-8s %-5s %-30s %-10s %-10s %-10s %-10s %-6s %-6s\n", "GUEST",
-                "TOE PID", "UPTIME", "LANES", "SOCKETS open/conn'g/conn/lsn/cls", "FROM GUEST",
+                "\n%-16s %-10s %-8s %-5s %-30s %-10s %-10s %-10s %-10s %-6s %-6s\n", "GUEST",
+                "TOE PID/W", "UPTIME", "LANES", "SOCKETS open/conn'g/conn/lsn/cls", "FROM GUEST",
                 "TO GUEST", "TX WIRE", "RX WIRE", "BKPR", "BAD");
   out += line;
   std::string details;
@@ -385,10 +385,13 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
                 num(s->get("connected")) + "/" + num(s->get("listening")) + "/" +
                 num(s->get("closing"));
     }
+    // The TOE process and its worker thread serving this guest (several guests may share one).
+    std::string toe = num(v.get("pid"));
+    if (const JsonValue* w = v.get("worker")) toe += "/" + num(w);
     std::snprintf(
-        line, sizeof line, "%-16s %-8s %-8s %-5s %-30s %-10s %-10s %-10s %-10s %-6s %-6s\n",
-        g.guest.c_str(), num(v.get("pid")).c_str(), duration(v.get("uptime_s")).c_str(),
-        lanes.c_str(), sockets.c_str(), bytes(v.get("bytes_from_guest")).c_str(),
+        line, sizeof line, "%-16s %-10s %-8s %-5s %-30s %-10s %-10s %-10s %-10s %-6s %-6s\n",
+        g.guest.c_str(), toe.c_str(), duration(v.get("uptime_s")).c_str(), lanes.c_str(),
+        sockets.c_str(), bytes(v.get("bytes_from_guest")).c_str(),
         bytes(v.get("bytes_to_guest")).c_str(), bytes(v.get("bytes_tx_wire")).c_str(),
         bytes(v.get("bytes_rx_wire")).c_str(), num(v.get("rx_backpressure_events")).c_str(),
         num(v.get("bad_descriptors")).c_str());
@@ -400,8 +403,8 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
   }
   if (!details.empty()) out += "\n" + details;
   out +=
-      "\nBKPR = rx backpressure events, BAD = bad descriptors; `tosec status --json` for all "
-      "fields\n";
+      "\nTOE PID/W = the TOE process / its worker thread serving the guest; BKPR = rx "
+      "backpressure events, BAD = bad descriptors; `tosec status --json` for all fields\n";
   return out;
 }
 

@@ -18,10 +18,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
+#include "tosec/cli/inspection.h"
+#include "tosec/cli/launch.h"
 #include "tosec/cli/platform.h"
 #include "tosec/cli/process.h"
+#include "tosec/cli/shared_tovm.h"
 
 namespace tosec::cli {
 
@@ -75,37 +79,71 @@ struct Restart {
 struct SupervisedGuest {
   GuestPlatform platform;
   Restart server;
-  Restart tovm;
+  Restart tovm;  // per-guest mode only
+  std::vector<Restart> svms;
 };
 
+// Restarts with backoff: every guest's region server, its TOE (one per guest, or one shared by
+// all: config [tovm] mode) and its SVMs. A region server's death takes the TOE serving it down
+// too (its doorbells died with the server), so the pair restarts, server first.
 class Supervisor {
  public:
-  Supervisor(const Config& cfg, const Binaries& bin) : cfg_(cfg) {
+  Supervisor(const Config& cfg, const Binaries& bin)
+      : cfg_(cfg), shared_(cfg.tovm.mode == "shared") {
     for (const auto& g : cfg.guests) {
       GuestPaths paths = guest_paths(cfg.platform.runtime_dir, g.name,
                                      persistent_shm_name(cfg.platform.runtime_dir, g.name));
-      guests_.push_back(SupervisedGuest{GuestPlatform(bin, cfg.tovm, g, paths), {}, {}});
+      guests_.push_back(SupervisedGuest{GuestPlatform(bin, cfg.tovm, g, paths), {}, {}, {}});
+    }
+    if (shared_) {
+      shared_tovm_ =
+          std::make_unique<SharedTovm>(bin, cfg.tovm, shared_tovm_log(cfg.platform.runtime_dir));
     }
   }
 
   Status start_all() {
+    const std::string& dir = cfg_.platform.runtime_dir;
+    auto data_dir = resolve_data_dir(::getenv("TOSEC_DATA_DIR"), self_dir());
     for (auto& g : guests_) {
       const auto& name = g.platform.guest().name;
+      auto plan = plan_inspection(cfg_, name, data_dir ? *data_dir : std::string("."));
+      if (!plan) return plan.error();
+      if (!plan->empty()) {
+        const std::string shm = g.platform.paths().shm_name;
+        g.svms.assign(plan->svms.size(), Restart{});
+        g.platform.set_inspection(std::move(*plan), inspection_paths(dir, name, shm));
+      }
       // The guest's directory also records its exclude list for `tosec run`.
       if (auto s = make_dirs(g.platform.paths().dir); !s) return s;
       std::ofstream(g.platform.paths().dir + "/exclude")
           << join(g.platform.guest().exclude) << "\n";
-      // A crashed earlier platform may have left the shm object: start from a blank region.
+      // A crashed earlier platform may have left the shm objects: start from blank regions.
       ::shm_unlink(g.platform.paths().shm_name.c_str());
+      ::shm_unlink((g.platform.paths().shm_name + "-inspect").c_str());
       g.server.started = g.tovm.started = Clock::now();
-      if (auto s = g.platform.start(); !s) return s;
-      log_line("guest %s: started (%s pid %d, %s pid %d)", name.c_str(), kIvshmemServerName,
-               g.platform.server_pid(), kTovmName, g.platform.tovm_pid());
+      if (auto s = g.platform.start_regions(); !s) return s;
+      if (!shared_) {
+        if (auto s = g.platform.start_tovm(); !s) return s;
+        if (auto s = g.platform.start_svms(); !s) return s;
+        log_line("guest %s: started (%s pid %d, %s pid %d)", name.c_str(), kIvshmemServerName,
+                 g.platform.server_pid(), kTovmName, g.platform.tovm_pid());
+      }
+    }
+    if (shared_) {
+      shared_restart_.started = Clock::now();
+      if (auto s = shared_tovm_->start(platforms()); !s) return s;
+      for (auto& g : guests_) {
+        if (auto s = g.platform.start_svms(); !s) return s;
+        log_line("guest %s: started (%s pid %d, shared %s pid %d)", g.platform.guest().name.c_str(),
+                 kIvshmemServerName, g.platform.server_pid(), kTovmName, shared_tovm_->pid());
+      }
     }
     return {};
   }
 
   void stop_all() {
+    for (auto& g : guests_) g.platform.stop_svms();
+    if (shared_tovm_) shared_tovm_->stop();
     for (auto& g : guests_) {
       g.platform.stop();
       log_line("guest %s: stopped", g.platform.guest().name.c_str());
@@ -117,14 +155,12 @@ class Supervisor {
     while (true) {
       int timeout_ms = -1;
       const auto now = Clock::now();
-      for (auto& g : guests_) {
-        for (auto* r : {&g.server, &g.tovm}) {
-          if (!r->due) continue;
-          const auto ms =
-              std::chrono::duration_cast<std::chrono::milliseconds>(*r->due - now).count();
-          const int t = static_cast<int>(std::clamp<long long>(ms, 0, 60'000));
-          timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
-        }
+      for (Restart* r : restarts()) {
+        if (!r->due) continue;
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(*r->due - now).count();
+        const int t = static_cast<int>(std::clamp<long long>(ms, 0, 60'000));
+        timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
       }
       pollfd p{sfd, POLLIN, 0};
       const int r = ::poll(&p, 1, timeout_ms);
@@ -154,31 +190,89 @@ class Supervisor {
     return s;
   }
 
+  std::vector<GuestPlatform*> platforms() {
+    std::vector<GuestPlatform*> v;
+    for (auto& g : guests_) v.push_back(&g.platform);
+    return v;
+  }
+
+  std::vector<Restart*> restarts() {
+    std::vector<Restart*> v;
+    if (shared_) v.push_back(&shared_restart_);
+    for (auto& g : guests_) {
+      v.push_back(&g.server);
+      v.push_back(&g.tovm);
+      for (auto& r : g.svms) v.push_back(&r);
+    }
+    return v;
+  }
+
+  // The TOE serving guest g stops (with its SVMs: they re-attach the region it re-formats).
+  void stop_tovm_of(SupervisedGuest& g) {
+    if (shared_) {
+      for (auto& o : guests_) o.platform.stop_svms();
+      shared_tovm_->stop();
+      shared_restart_.due.reset();
+    } else {
+      g.platform.stop_svms();
+      g.platform.stop_tovm();
+      g.tovm.due.reset();
+    }
+  }
+
   void reap() {
     while (true) {
       int status = 0;
       const pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) return;
+      const std::string how = describe_wait_status(status);
+      if (shared_tovm_ && shared_tovm_->forget(pid)) {
+        for (auto& g : guests_) g.platform.stop_svms();
+        const auto wait = shared_restart_.schedule();
+        log_line("shared %s (pid %d) %s; restarting in %lld ms, for every guest (log %s)",
+                 kTovmName, pid, how.c_str(), static_cast<long long>(wait.count()),
+                 shared_tovm_->log().c_str());
+        continue;
+      }
       for (auto& g : guests_) {
         const auto& name = g.platform.guest().name;
         if (pid == g.platform.server_pid()) {
           g.platform.forget(pid);
-          // The TOE's doorbells died with the server: restart the pair, server first.
-          g.platform.stop_tovm();
+          stop_tovm_of(g);
           g.platform.stop_server();
-          g.tovm.due.reset();
           const auto wait = g.server.schedule();
           log_line("guest %s: %s (pid %d) %s; TOE stopped; restarting both in %lld ms (log %s)",
-                   name.c_str(), kIvshmemServerName, pid, describe_wait_status(status).c_str(),
+                   name.c_str(), kIvshmemServerName, pid, how.c_str(),
                    static_cast<long long>(wait.count()), g.platform.paths().ivshmem_log.c_str());
         } else if (pid == g.platform.tovm_pid()) {
           g.platform.forget(pid);
+          g.platform.stop_svms();
           const auto wait = g.tovm.schedule();
           log_line("guest %s: %s (pid %d) %s; restarting in %lld ms (log %s)", name.c_str(),
-                   kTovmName, pid, describe_wait_status(status).c_str(),
-                   static_cast<long long>(wait.count()), g.platform.paths().tovm_log.c_str());
+                   kTovmName, pid, how.c_str(), static_cast<long long>(wait.count()),
+                   g.platform.paths().tovm_log.c_str());
+        } else if (const int i = g.platform.svm_index(pid); i >= 0) {
+          // The TOE applies the chain's fail policy to the dead SVM's streams meanwhile.
+          g.platform.forget(pid);
+          const auto wait = g.svms[static_cast<std::size_t>(i)].schedule();
+          log_line("guest %s: svm %s (pid %d) %s; restarting in %lld ms", name.c_str(),
+                   g.platform.inspection().svms[static_cast<std::size_t>(i)].svm.name.c_str(), pid,
+                   how.c_str(), static_cast<long long>(wait.count()));
         }
       }
+    }
+  }
+
+  bool all_servers_up() const {
+    return std::all_of(guests_.begin(), guests_.end(),
+                       [](const SupervisedGuest& g) { return g.platform.server_pid() > 0; });
+  }
+
+  // A TOE (re)started: the SVMs of the guests it serves start after it.
+  void start_svms_of(SupervisedGuest& g) {
+    if (auto s = g.platform.start_svms(); !s) {
+      log_line("guest %s: svm start failed: %s", g.platform.guest().name.c_str(),
+               s.message().c_str());
     }
   }
 
@@ -189,7 +283,7 @@ class Supervisor {
       if (g.server.due && *g.server.due <= now) {
         g.server.due.reset();
         g.server.started = Clock::now();
-        if (auto s = g.platform.start_server(); !s) {
+        if (auto s = g.platform.start_regions(); !s) {
           const auto wait = g.server.schedule();
           log_line("guest %s: restart failed: %s; retrying in %lld ms", name.c_str(),
                    s.message().c_str(), static_cast<long long>(wait.count()));
@@ -197,9 +291,9 @@ class Supervisor {
         }
         log_line("guest %s: %s restarted (pid %d)", name.c_str(), kIvshmemServerName,
                  g.platform.server_pid());
-        g.tovm.due = now;  // and its TOE right away
+        (shared_ ? shared_restart_ : g.tovm).due = now;  // and its TOE right away
       }
-      if (g.tovm.due && *g.tovm.due <= now && g.platform.server_pid() > 0) {
+      if (!shared_ && g.tovm.due && *g.tovm.due <= now && g.platform.server_pid() > 0) {
         g.tovm.due.reset();
         g.tovm.started = Clock::now();
         if (auto s = g.platform.start_tovm(); !s) {
@@ -209,12 +303,43 @@ class Supervisor {
           continue;
         }
         log_line("guest %s: %s restarted (pid %d)", name.c_str(), kTovmName, g.platform.tovm_pid());
+        start_svms_of(g);
       }
+      for (std::size_t i = 0; i < g.svms.size(); ++i) {
+        Restart& r = g.svms[i];
+        const bool toe_up = shared_ ? shared_tovm_->pid() > 0 : g.platform.tovm_pid() > 0;
+        if (!r.due || *r.due > now || !toe_up) continue;
+        r.due.reset();
+        r.started = Clock::now();
+        const auto& svm = g.platform.inspection().svms[i].svm.name;
+        if (auto s = g.platform.start_svm(i); !s) {
+          const auto wait = r.schedule();
+          log_line("guest %s: svm %s restart failed: %s; retrying in %lld ms", name.c_str(),
+                   svm.c_str(), s.message().c_str(), static_cast<long long>(wait.count()));
+          continue;
+        }
+        log_line("guest %s: svm %s restarted", name.c_str(), svm.c_str());
+      }
+    }
+    if (shared_ && shared_restart_.due && *shared_restart_.due <= now && all_servers_up()) {
+      shared_restart_.due.reset();
+      shared_restart_.started = Clock::now();
+      if (auto s = shared_tovm_->start(platforms()); !s) {
+        const auto wait = shared_restart_.schedule();
+        log_line("shared %s restart failed: %s; retrying in %lld ms", kTovmName,
+                 s.message().c_str(), static_cast<long long>(wait.count()));
+        return;
+      }
+      log_line("shared %s restarted (pid %d)", kTovmName, shared_tovm_->pid());
+      for (auto& g : guests_) start_svms_of(g);
     }
   }
 
   const Config& cfg_;
+  bool shared_;
   std::vector<SupervisedGuest> guests_;
+  std::unique_ptr<SharedTovm> shared_tovm_;
+  Restart shared_restart_;
 };
 
 void write_all(int fd, const std::string& s) {

@@ -400,6 +400,8 @@ TEST_F(CliTest, UpStatusRunDownRoundTripWithFakeToe) {
   ASSERT_EQ(j->get("guests")->array.size(), 2U);
   EXPECT_EQ(j->get("guests")->array[0].get("guest")->string, "g0");
   const double toe_pid = j->get("guests")->array[0].get("pid")->number;
+  // [tovm] mode = "shared" (the default): one TOE process serves both guests.
+  EXPECT_EQ(j->get("guests")->array[1].get("pid")->number, toe_pid) << o.out;
 
   // `tosec run` joins the running platform (its sockets, its exclude list).
   o = tosec({"run", "-c", cfg, "--", "/bin/sh", "-c", "echo $TOSEC_IVSHMEM_SOCKET $TOSEC_EXCLUDE"});
@@ -436,6 +438,36 @@ TEST_F(CliTest, UpStatusRunDownRoundTripWithFakeToe) {
   }
 }
 
+TEST_F(CliTest, PerGuestModeStartsOneToeEachAndRestartsOnlyTheDeadOne) {
+  write_config();
+  const std::string cfg = root_ + "/cfg.toml";
+  std::ofstream(cfg, std::ios::app) << "[tovm]\nmode = \"per-guest\"\nworkers = 2\n";
+  ASSERT_EQ(tosec({"up", "-c", cfg}).code, 0);
+  auto pids = [&] {
+    auto v = parse_json(tosec({"stats", "-c", cfg}).out);
+    std::vector<double> out;
+    if (!v.ok()) return out;
+    for (const auto& g : v->get("guests")->array) {
+      if (const auto* p = g.get("pid")) out.push_back(p->number);
+    }
+    return out;
+  };
+  const auto before = pids();
+  ASSERT_EQ(before.size(), 2U);
+  EXPECT_NE(before[0], before[1]);
+  ::kill(static_cast<pid_t>(before[1]), SIGKILL);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto now = pids();
+        return now.size() == 2 && now[1] != before[1];
+      },
+      std::chrono::seconds(30)));
+  EXPECT_EQ(pids().at(0), before[0]) << "g0's TOE was not touched";
+  EXPECT_EQ(tosec({"down", "-c", cfg}).code, 0);
+  EXPECT_TRUE(
+      wait_until([&] { return processes_mentioning(root_).empty(); }, std::chrono::seconds(20)));
+}
+
 TEST_F(CliTest, UpFailsClearlyWhenAToeCannotStart) {
   write_config();
   env_["FAKE_TOVM_MODE"] = "fail";
@@ -465,8 +497,10 @@ TEST_F(CliTest, RealToeUpStatusDown) {
   use_real_tovm();
   write_config();
   const std::string cfg = root_ + "/cfg.toml";
+  // One shared TOE (the default mode), each guest on its own worker thread.
+  std::ofstream(cfg, std::ios::app) << "[tovm]\nworkers = 2\n";
   Outcome o = tosec({"up", "-c", cfg});
-  ASSERT_EQ(o.code, 0) << o.err << slurp(root_ + "/rt/logs/g0.tovm.log");
+  ASSERT_EQ(o.code, 0) << o.err << slurp(root_ + "/rt/logs/tovm.log");
   o = tosec({"status", "-c", cfg});
   EXPECT_EQ(o.code, 0) << o.err;
   EXPECT_EQ(o.out.find("unreachable"), std::string::npos) << o.out;
@@ -475,9 +509,13 @@ TEST_F(CliTest, RealToeUpStatusDown) {
   auto j = parse_json(o.out);
   ASSERT_TRUE(j.ok()) << o.out;
   ASSERT_EQ(j->get("guests")->array.size(), 2U);
+  double worker = 0;
   for (const auto& g : j->get("guests")->array) {
     EXPECT_EQ(g.get("error"), nullptr) << o.out;
-    EXPECT_NE(g.get("pid"), nullptr) << o.out;
+    ASSERT_NE(g.get("pid"), nullptr) << o.out;
+    EXPECT_EQ(g.get("pid")->number, j->get("guests")->array[0].get("pid")->number) << o.out;
+    ASSERT_NE(g.get("worker"), nullptr) << o.out;
+    EXPECT_EQ(g.get("worker")->number, worker++) << o.out;  // g0 on worker 0, g1 on worker 1
     EXPECT_NE(g.get("sockets"), nullptr) << o.out;
   }
 

@@ -10,40 +10,13 @@
 #include <random>
 
 #include "fake_guest.h"
+#include "kernel_peer.h"
 #include "toe_harness.h"
 
 namespace tosec::tovm::test {
 namespace {
 
 using rpc::Op;
-
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
-// A kernel TCP listener on 127.0.0.1:ephemeral.
-struct KernelListener {
-  rpc::UniqueFd fd;
-  std::uint16_t port = 0;
-  KernelListener() {
-    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a = loopback(0);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
-    ::listen(fd.get(), 16);
-    socklen_t l = sizeof a;
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &l);
-    port = ntohs(a.sin_port);
-  }
-  rpc::UniqueFd accept_one(int timeout_ms = kWaitMs) {
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) != 1) return {};
-    return rpc::UniqueFd(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  }
-};
 
 std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
   std::mt19937 rng(seed);
@@ -129,21 +102,7 @@ TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
 
   // An echo server on the kernel side.
   constexpr std::size_t kBytes = 1 << 20;
-  std::thread echo([&] {
-    std::vector<char> buf(65536);
-    std::size_t total = 0;
-    while (total < kBytes) {
-      const ssize_t n = ::recv(peer.get(), buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      total += static_cast<std::size_t>(n);
-      for (ssize_t off = 0; off < n;) {
-        const ssize_t w =
-            ::send(peer.get(), buf.data() + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
-        if (w <= 0) return;
-        off += w;
-      }
-    }
-  });
+  std::thread echo([&] { echo_bytes(peer.get(), kBytes); });
   const auto data = random_bytes(kBytes, 7);
   std::vector<std::byte> back;
   std::thread sender([&] { EXPECT_TRUE(guest_send_all(*g, sid, data)); });

@@ -35,7 +35,8 @@
 
 namespace tosec::tovm {
 
-// epoll tokens: kind in the top 16 bits, index below.
+// epoll tokens: kind in the top 16 bits, then the session's number on its worker (12 bits: a
+// worker serves several guests and routes an event by it), then an index (36 bits).
 enum class TokenKind : std::uint16_t {
   kDoorbell = 1,
   kIvshmem,
@@ -49,11 +50,18 @@ enum class TokenKind : std::uint16_t {
   kInspectDoorbell,  // the inspection region: verdicts waiting (docs/svm.md)
   kInspectIvshmem,   // the inspection region's ivshmem server: SVMs joining and leaving
 };
-constexpr std::uint64_t make_token(TokenKind k, std::uint64_t index = 0) {
-  return std::uint64_t{static_cast<std::uint16_t>(k)} << 48 | (index & 0xFFFF'FFFF'FFFFULL);
+inline constexpr std::uint32_t kMaxSessionsPerWorker = 4096;
+inline constexpr std::uint64_t kTokenIndexMask = (std::uint64_t{1} << 36) - 1;
+constexpr std::uint64_t make_token(TokenKind k, std::uint64_t index = 0,
+                                   std::uint32_t session = 0) {
+  return std::uint64_t{static_cast<std::uint16_t>(k)} << 48 |
+         std::uint64_t{session & (kMaxSessionsPerWorker - 1)} << 36 | (index & kTokenIndexMask);
 }
 constexpr TokenKind token_kind(std::uint64_t t) { return static_cast<TokenKind>(t >> 48); }
-constexpr std::uint64_t token_index(std::uint64_t t) { return t & 0xFFFF'FFFF'FFFFULL; }
+constexpr std::uint32_t token_session(std::uint64_t t) {
+  return static_cast<std::uint32_t>(t >> 36) & (kMaxSessionsPerWorker - 1);
+}
+constexpr std::uint64_t token_index(std::uint64_t t) { return t & kTokenIndexMask; }
 
 struct SessionCounters {
   std::uint64_t bytes_from_guest = 0;        // copied out of tx chunks
@@ -69,9 +77,11 @@ struct SessionCounters {
 
 class GuestSession {
  public:
-  // Connects to the ivshmem server, formats the region, listens on the sidecar path.
+  // Connects to the ivshmem server, formats the region, listens on the sidecar path. `tag`:
+  // the session's number on its worker, carried in every epoll token it registers.
   static rpc::Result<std::unique_ptr<GuestSession>> create(const TovmOptions& opts, int epoll_fd,
-                                                           std::unique_ptr<StackBackend> backend);
+                                                           std::unique_ptr<StackBackend> backend,
+                                                           std::uint32_t tag = 0);
   ~GuestSession();
   GuestSession(const GuestSession&) = delete;
   GuestSession& operator=(const GuestSession&) = delete;
@@ -102,6 +112,9 @@ class GuestSession {
   const SessionCounters& counters() const { return counters_; }
   const rpc::GuestChannel& channel() const { return channel_; }
   rpc::PeerId self_peer() const { return ivshmem_.self_id(); }
+  const TovmOptions& options() const { return opts_; }
+  // The worker thread that serves this session (status JSON).
+  void set_worker_index(unsigned w) { worker_index_ = w; }
 
  private:
   struct Lane {
@@ -120,8 +133,12 @@ class GuestSession {
     bool dying = false;  // sidecar EOF / peer gone: reclaim after draining
   };
 
-  GuestSession(const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend);
+  GuestSession(const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend,
+               std::uint32_t tag);
   rpc::Status init();
+  std::uint64_t token(TokenKind k, std::uint64_t index = 0) const {
+    return make_token(k, index, tag_);
+  }
   void log(LogLevel level, const std::string& msg) const;
   void epoll_add(int fd, std::uint32_t events, std::uint64_t token);
   void epoll_del(int fd);
@@ -204,6 +221,7 @@ class GuestSession {
 
   TovmOptions opts_;
   int epoll_fd_;
+  std::uint32_t tag_;
   std::unique_ptr<StackBackend> backend_;
   rpc::IvshmemClient ivshmem_;
   rpc::RegionView view_;
@@ -232,8 +250,9 @@ class GuestSession {
   std::unique_ptr<InspectionLink> inspect_;
   std::vector<std::byte> inspect_buf_;  // one incoming read, before its copy into the region
   std::unordered_map<std::uint64_t, std::uint32_t> inspect_ids_;  // stream id -> socket id
-  std::vector<std::uint32_t> inspect_waiting_;    // sockets with held, stalled or waiting bytes
-  std::vector<std::vector<std::byte>> spare_tx_;  // recycled TxBuffer storage (no malloc per send)
+  std::vector<std::uint32_t> inspect_waiting_;  // sockets with held, stalled or waiting bytes
+  std::vector<std::vector<std::byte>> spare_tx_;
+  unsigned worker_index_ = 0;  // recycled TxBuffer storage (no malloc per send)
 };
 
 }  // namespace tosec::tovm

@@ -1,8 +1,14 @@
 // Command line of tosec-tovm (docs/tovm.md). Parsed with getopt_long; errors name the flag.
+//
+// One process serves one or more guests. Each `--guest NAME` opens a guest group: the per-guest
+// flags after it (--ivshmem, --sidecar, --status, the channel geometry, inspection) belong to
+// that guest; geometry flags before the first --guest are defaults for every guest. --workers,
+// --spin-ns and --log-level are process-wide wherever they stand.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tosec/rpc/guest_channel.h"
 #include "tosec/rpc/status.h"
@@ -11,6 +17,7 @@ namespace tosec::tovm {
 
 enum class LogLevel { kError = 0, kInfo = 1, kDebug = 2 };
 
+// The options of one guest's session (and the process-wide ones, copied into every guest).
 struct TovmOptions {
   std::string guest;    // --guest NAME (required)
   std::string ivshmem;  // --ivshmem SOCKET (required)
@@ -28,6 +35,15 @@ struct TovmOptions {
   bool help = false;
 };
 
+// The whole command line: every guest group, in order.
+struct TovmCommandLine {
+  std::vector<TovmOptions> guests;
+  unsigned workers = 1;  // --workers: threads; guest i runs on worker i % workers
+  bool help = false;
+};
+
+rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[]);
+// A command line with exactly one guest (tests, the single-guest callers).
 rpc::Result<TovmOptions> parse_tovm_options(int argc, char* const argv[]);
 std::string tovm_usage(const char* prog);
 

@@ -1,20 +1,22 @@
-// Worker: the event loop of a TOE thread.
+// Worker: the event loop of one TOE thread, serving one or more guest sessions.
 //
-// One epoll set over: the stack backend's event fd (kernel sockets), our ivshmem doorbell
-// eventfd, the ivshmem server socket (peer joins and departures), the sidecar listener and
-// connections, every end B (hang-up = last guest reference closed), the status socket and a
-// signalfd (SIGTERM/SIGINT: clean stop). Before sleeping it arms the request rings'
-// consumer_sleeping flags (notifier.h's Dekker handshake), so a guest rings our doorbell only
-// when we may be asleep. An optional spin (--spin-ns) polls the rings first.
+// One epoll set over, per session: the stack backend's event fd (kernel sockets), the session's
+// ivshmem doorbell eventfd and server socket (peer joins and departures), the sidecar listener
+// and connections, every end B (hang-up = last guest reference closed), the status socket; plus
+// a stop eventfd and, optionally, a signalfd (SIGTERM/SIGINT: clean stop). Tokens carry the
+// session's number (guest_session.h), so an event goes straight to its session. Before sleeping
+// the worker arms every session's request rings (consumer_sleeping, notifier.h's Dekker
+// handshake), so a guest rings our doorbell only when we may be asleep. An optional spin
+// (--spin-ns) polls the rings first.
 //
-// One tosec-tovm process serves one guest; its session is single-threaded and lives on one
-// worker. (Guests stay independent by running in separate processes; --workers > 1 is accepted
-// and reserved for a multi-guest TOVM, see docs/tovm.md.)
+// Sessions never share state: a worker is the only thread that touches its sessions, so the
+// data path has no locks. A process runs several workers side by side (tovm.h).
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tosec/rpc/status.h"
 #include "tosec/rpc/unique_fd.h"
@@ -25,8 +27,12 @@ namespace tosec::tovm {
 
 class Worker {
  public:
-  // use_signalfd: take SIGTERM/SIGINT through a signalfd (the caller must have blocked them).
+  // One guest. use_signalfd: take SIGTERM/SIGINT through a signalfd (the caller must have
+  // blocked them).
   static rpc::Result<std::unique_ptr<Worker>> create(const TovmOptions& opts, bool use_signalfd);
+  // Several guests on one thread; `index` is the worker's number in its process (status JSON).
+  static rpc::Result<std::unique_ptr<Worker>> create(const std::vector<TovmOptions>& guests,
+                                                     unsigned index, bool use_signalfd);
   ~Worker();
 
   // Runs until a signal or request_stop(). Closes everything before returning.
@@ -36,21 +42,30 @@ class Worker {
   void request_stop();  // thread-safe
   void shutdown();
 
-  GuestSession& session() { return *session_; }
+  GuestSession& session(std::size_t i = 0) { return *sessions_.at(i).session; }
+  std::size_t session_count() const { return sessions_.size(); }
 
  private:
-  explicit Worker(const TovmOptions& opts) : opts_(opts) {}
-  rpc::Status init(bool use_signalfd);
-  void serve_status();
+  struct Served {
+    std::unique_ptr<GuestSession> session;
+    rpc::UniqueFd status_listen;
+    std::string status_path;
+    bool armed = false;  // prepare_sleep() succeeded this iteration
+  };
 
-  TovmOptions opts_;
+  Worker(std::int64_t spin_ns, unsigned index) : spin_ns_(spin_ns), index_(index) {}
+  rpc::Status init(const std::vector<TovmOptions>& guests, bool use_signalfd);
+  rpc::Status add_session(const TovmOptions& opts);
+  void serve_status(Served& s);
+  bool any_requests();
+
+  std::int64_t spin_ns_;
+  unsigned index_;
   rpc::UniqueFd epoll_;
   rpc::UniqueFd signal_fd_;
   rpc::UniqueFd stop_fd_;  // eventfd for request_stop()
-  rpc::UniqueFd status_listen_;
-  std::unique_ptr<GuestSession> session_;
+  std::vector<Served> sessions_;
   std::atomic<bool> stop_{false};
-  bool progress_ = false;
 };
 
 }  // namespace tosec::tovm

@@ -33,6 +33,10 @@ struct PlatformConfig {
 };
 
 struct TovmConfig {
+  // "shared": `tosec up` runs one tosec-tovm process for every guest, guest i on worker thread
+  // i % workers; "per-guest": one tosec-tovm process per guest (a crash touches one guest only).
+  // `tosec run`'s embedded platform has one guest either way.
+  std::string mode = "shared";
   std::uint32_t workers = 1;
   std::uint64_t spin_ns = 0;
   std::string log_level = "error";

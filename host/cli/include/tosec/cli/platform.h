@@ -54,6 +54,11 @@ std::uint64_t guest_region_size(const rpc::GuestChannelConfig& cfg);
 
 std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
                                              const GuestPaths& paths);
+// tosec-tovm's command line: a guest group (--guest NAME and the flags that belong to it) per
+// guest served, and the process-wide flags (--workers, --spin-ns, --log-level).
+std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPaths& paths);
+std::vector<std::string> tovm_process_args(const TovmConfig& tovm);
+// The whole command line of a per-guest TOE: {bin.tovm} + the guest's group + process flags.
 std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
                                    const GuestConfig& guest, const GuestPaths& paths);
 // Inspection paths of a guest; alert_log empty = <runtime>/logs/eve.json.
@@ -80,16 +85,28 @@ class GuestPlatform {
   rpc::Status start_inspection_server(std::chrono::milliseconds timeout = kReadyTimeout);
   // Starts one SVM (by its index in the plan) and waits for its ready line.
   rpc::Status start_svm(std::size_t index, std::chrono::milliseconds timeout = kReadyTimeout);
-  rpc::Status start() {
+  // The guest's group of a TOE command line (with its inspection flags), after clearing the
+  // sockets the TOE creates and writing the topology file: for start_tovm() and for a TOE
+  // shared by several guests (shared_tovm.h).
+  rpc::Result<std::vector<std::string>> prepare_tovm_group();
+  // What must run before the TOE starts: the region's server and the inspection server.
+  rpc::Status start_regions() {
     if (auto s = start_server(); !s) return s;
-    if (!inspection_.empty()) {
-      if (auto s = start_inspection_server(); !s) return s;
-    }
-    if (auto s = start_tovm(); !s) return s;
+    if (!inspection_.empty()) return start_inspection_server();
+    return {};
+  }
+  // What needs the TOE: the SVMs attach the inspection region it formats.
+  rpc::Status start_svms() {
     for (std::size_t i = 0; i < inspection_.svms.size(); ++i) {
       if (auto s = start_svm(i); !s) return s;
     }
     return {};
+  }
+  // A guest with its own TOE process.
+  rpc::Status start() {
+    if (auto s = start_regions(); !s) return s;
+    if (auto s = start_tovm(); !s) return s;
+    return start_svms();
   }
   void stop_svms();
   void stop_tovm();

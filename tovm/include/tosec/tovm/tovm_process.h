@@ -1,0 +1,43 @@
+// TovmProcess: one tosec-tovm process, its worker threads and the guests assigned to them.
+//
+// Guest i of the command line is served by worker i % W, W = min(--workers, guests): a guest's
+// session lives on exactly one thread for its whole life (no locks on the data path), and a busy
+// guest only slows the guests that share its worker. Worker 0 runs on the calling thread and
+// takes SIGTERM/SIGINT through a signalfd; when it stops, the others are stopped and joined.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "tosec/rpc/status.h"
+#include "tosec/tovm/options.h"
+#include "tosec/tovm/worker.h"
+
+namespace tosec::tovm {
+
+// Which worker serves guest `guest_index` (the assignment rule above).
+constexpr unsigned worker_of(std::size_t guest_index, unsigned workers) {
+  return static_cast<unsigned>(guest_index % workers);
+}
+
+class TovmProcess {
+ public:
+  // Creates every worker and every guest session (regions formatted, sidecars listening).
+  // SIGTERM and SIGINT must be blocked in the calling thread before (the workers inherit it).
+  static rpc::Result<std::unique_ptr<TovmProcess>> create(const TovmCommandLine& cl);
+  ~TovmProcess();
+
+  // Runs worker 0 here and the others on their threads until a signal; then stops and joins all.
+  rpc::Status run();
+  void request_stop() { workers_.front()->request_stop(); }  // thread-safe: run() then returns
+  unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
+
+ private:
+  TovmProcess() = default;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace tosec::tovm
