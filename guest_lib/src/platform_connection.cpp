@@ -180,7 +180,13 @@ std::unique_ptr<Platform> Platform::join() {
     return nullptr;
   }
   p->doorbell_ = std::make_unique<LaneDoorbell>(efd, p->sidecar_.get());
-  p->waiter_ = std::make_unique<rpc::Waiter>(*p->doorbell_, p->guest_vector_, rpc::SpinPolicy{});
+  // Completions of socket calls: a TOE that is awake (or busy-polling, --spin-ns) answers
+  // socket/bind/connect/setsockopt in a few us, well before a sleeping caller would even be
+  // woken. The notifier's default probe (1 us) is too short to ever see that, so probe with
+  // the whole ceiling; the budget still halves to zero when the TOE is slow to answer.
+  rpc::SpinPolicy calls;
+  calls.probe_ns = calls.max_spin_ns;
+  p->waiter_ = std::make_unique<rpc::Waiter>(*p->doorbell_, p->guest_vector_, calls);
   if (g_locals == nullptr) {
     g_locals = new SocketLocal[gc.max_sockets];
     g_locals_n = gc.max_sockets;

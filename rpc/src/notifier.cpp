@@ -6,18 +6,17 @@ namespace tosec::rpc {
 
 namespace {
 constexpr std::int64_t kNegligibleSpinNs = 250;  // below this a spin cannot beat a wake-up
-constexpr std::uint32_t kProbeEvery = 256;
 }  // namespace
 
-std::int64_t Waiter::next_budget() {
+std::int64_t AdaptiveSpin::next_budget() {
   if (budget_ns_ > 0 || !policy_.adaptive || policy_.probe_ns <= 0) return budget_ns_;
   // At zero we never learn whether spinning would pay again: try a short spin now and then.
-  if (++waits_at_zero_ < kProbeEvery) return 0;
+  if (++waits_at_zero_ < policy_.probe_every) return 0;
   waits_at_zero_ = 0;
   return policy_.probe_ns;
 }
 
-void Waiter::on_spin_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
+void AdaptiveSpin::on_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
   if (!policy_.adaptive) return;
   // A probe that hit re-arms spinning; a hit late in the budget says a longer one would catch
   // more. An early hit needs no change.
@@ -28,7 +27,7 @@ void Waiter::on_spin_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
   }
 }
 
-void Waiter::on_spin_miss() {
+void AdaptiveSpin::on_miss() {
   if (!policy_.adaptive) return;
   budget_ns_ = std::max(policy_.min_spin_ns, budget_ns_ / 2);
   if (budget_ns_ < kNegligibleSpinNs) budget_ns_ = std::max<std::int64_t>(policy_.min_spin_ns, 0);

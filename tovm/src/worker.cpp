@@ -56,6 +56,18 @@ rpc::Result<rpc::UniqueFd> listen_unix(const std::string& path, const char* flag
 
 }  // namespace
 
+rpc::SpinPolicy toe_spin_policy(std::int64_t max_ns) {
+  if (max_ns <= 0) return rpc::SpinPolicy::sleep_only();
+  rpc::SpinPolicy p;
+  p.spin_ns = max_ns;  // start spinning: a worker that just started is about to be busy
+  p.min_spin_ns = 0;
+  p.max_spin_ns = max_ns;
+  p.adaptive = true;
+  p.probe_ns = max_ns;  // a probe must be as long as a useful spin (answers take tens of us)
+  p.probe_every = 16;   // idle periods are few and long: probe often, it costs little
+  return p;
+}
+
 rpc::Result<std::unique_ptr<Worker>> Worker::create(const TovmOptions& opts, bool use_signalfd) {
   return create(std::vector<TovmOptions>{opts}, 0, use_signalfd);
 }
@@ -63,7 +75,7 @@ rpc::Result<std::unique_ptr<Worker>> Worker::create(const TovmOptions& opts, boo
 rpc::Result<std::unique_ptr<Worker>> Worker::create(const std::vector<TovmOptions>& guests,
                                                     unsigned index, bool use_signalfd) {
   if (guests.empty()) return rpc::Error{EINVAL, "a worker needs at least one guest"};
-  std::unique_ptr<Worker> w(new Worker(guests.front().spin_ns, index));
+  std::unique_ptr<Worker> w(new Worker(toe_spin_policy(guests.front().spin_ns), index));
   if (auto s = w->init(guests, use_signalfd); !s) return s.error();
   return w;
 }
@@ -156,18 +168,29 @@ bool Worker::any_requests() {
 void Worker::run_once(int max_timeout_ms) {
   bool progress = false;
   for (auto& s : sessions_) progress = s.session->run_once() || progress;
+  epoll_event evs[64];
+  if (!progress) {
+    // Busy-poll before sleeping (--spin-ns, adaptive): the request rings (a guest's next call)
+    // and the epoll set (the peer's answer on a kernel socket, a verdict, ...) without
+    // blocking. While we poll, consumer_sleeping stays clear, so guests ring no doorbell
+    // either: a request/response exchange then costs the TOE no wake-up at all.
+    int n = 0;
+    std::uint32_t polls = 0;
+    const bool caught = spin_.spin([&] {
+      if (any_requests()) return true;  // the next run_once takes them
+      if ((++polls & 7) != 0) return false;
+      n = ::epoll_wait(epoll_.get(), evs, 64, 0);
+      return n > 0;
+    });
+    if (caught) {
+      dispatch(evs, n);
+      return;
+    }
+  }
   int timeout = max_timeout_ms;
   if (progress) {
     timeout = 0;
   } else {
-    if (spin_ns_ > 0) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const auto budget = std::chrono::nanoseconds(spin_ns_);
-      for (std::uint32_t i = 1; !any_requests(); ++i) {
-        rpc::cpu_relax();
-        if ((i & 31) == 0 && std::chrono::steady_clock::now() - t0 >= budget) break;
-      }
-    }
     // Arm every session; one that finds work already waiting cancels the sleep (the others
     // are disarmed again after the zero-timeout epoll_wait below).
     for (auto& s : sessions_) {
@@ -183,12 +206,15 @@ void Worker::run_once(int max_timeout_ms) {
       }
     }
   }
-  epoll_event evs[64];
   const int n = ::epoll_wait(epoll_.get(), evs, 64, timeout);
   for (auto& s : sessions_) {
     if (s.armed) s.session->after_wake();
     s.armed = false;
   }
+  dispatch(evs, n);
+}
+
+void Worker::dispatch(const epoll_event* evs, int n) {
   for (int i = 0; i < n; ++i) {
     const std::uint64_t t = evs[i].data.u64;
     if (t == kStopToken) {

@@ -47,7 +47,7 @@ TEST(CliConfig, DefaultsMatchGuestChannelConfig) {
   EXPECT_EQ(g.rx_chunks, d.rx_chunks);
   EXPECT_EQ(c->platform.runtime_dir, "/run/tosec");
   EXPECT_EQ(c->tovm.workers, 1U);
-  EXPECT_EQ(c->tovm.spin_ns, 0U);
+  EXPECT_EQ(c->tovm.spin_ns, 50'000U);
   EXPECT_EQ(c->tovm.log_level, "error");
 }
 

@@ -134,6 +134,50 @@ TEST(Notifier, AdaptiveBudgetShrinksWhenSpinsMiss) {
   EXPECT_EQ(w.spin_budget_ns(), 500);
 }
 
+// The adaptive rule on its own (AdaptiveSpin), fed hits and misses: no clock involved.
+TEST(AdaptiveSpin, ProbesAtZeroHitsArmAndMissesHalveToZero) {
+  SpinPolicy p;
+  p.spin_ns = 0;
+  p.max_spin_ns = 20'000;
+  p.probe_ns = 20'000;
+  p.probe_every = 4;
+  AdaptiveSpin a(p);
+  EXPECT_EQ(a.next_budget(), 0);
+  EXPECT_EQ(a.next_budget(), 0);
+  EXPECT_EQ(a.next_budget(), 0);
+  EXPECT_EQ(a.next_budget(), 20'000);  // every 4th wait at zero probes
+  a.on_hit(15'000, 20'000);            // the probe caught it: spin from now on
+  EXPECT_EQ(a.next_budget(), 20'000);
+  a.on_miss();
+  EXPECT_EQ(a.next_budget(), 10'000);
+  a.on_hit(2'000, 10'000);  // early hit: no change
+  EXPECT_EQ(a.next_budget(), 10'000);
+  a.on_hit(9'000, 10'000);  // late hit: a longer spin would catch more
+  EXPECT_EQ(a.next_budget(), 20'000);
+  for (int i = 0; i < 10; ++i) a.on_miss();
+  EXPECT_EQ(a.budget_ns(), 0);  // below 250 ns a spin cannot beat a wake-up
+  EXPECT_EQ(a.next_budget(), 0);
+}
+
+TEST(AdaptiveSpin, SpinReportsHitsAndMisses) {
+  SpinPolicy p;
+  p.spin_ns = 1'000'000;  // 1 ms: a poll that turns true after 5 calls is caught
+  p.max_spin_ns = 1'000'000;
+  AdaptiveSpin a(p);
+  int calls = 0;
+  EXPECT_TRUE(a.spin([&] { return ++calls == 5; }));
+  EXPECT_EQ(calls, 5);
+  EXPECT_EQ(a.budget_ns(), 1'000'000);
+  // Never true: the budget (capped by limit_ns) runs out, the miss halves the budget.
+  EXPECT_FALSE(a.spin([] { return false; }, 10'000));
+  EXPECT_EQ(a.budget_ns(), 500'000);
+  // A zero budget does not poll at all.
+  AdaptiveSpin off(SpinPolicy::sleep_only());
+  calls = 0;
+  EXPECT_FALSE(off.spin([&] { return ++calls > 0; }));
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(Notifier, UnknownDoorbellIsAClearError) {
   EventfdDoorbells d;
   auto s = d.ring(42, 0);

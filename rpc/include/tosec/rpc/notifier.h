@@ -17,7 +17,8 @@
 // (measured here: unpinned spinning round trips 6-17 us vs 4.5 us through eventfds), so the
 // default budget is small and adaptive: a spin that ran out halves it (down to zero), a spin
 // that caught the data late in its budget doubles it (up to max_spin_ns), and at zero the
-// waiter probes a short spin every 256 waits to find out whether spinning pays again.
+// waiter probes a short spin every 256 waits (SpinPolicy::probe_every) to find out whether
+// spinning pays again. AdaptiveSpin is that rule on its own, for other wait loops.
 #pragma once
 
 #include <atomic>
@@ -36,10 +37,35 @@ struct SpinPolicy {
   std::int64_t min_spin_ns = 0;       // adaptive floor
   std::int64_t max_spin_ns = 20'000;  // adaptive ceiling
   bool adaptive = true;
-  std::int64_t probe_ns = 1'000;  // spin tried every 256 waits when the budget is zero
+  std::int64_t probe_ns = 1'000;    // spin tried every probe_every waits at a zero budget
+  std::uint32_t probe_every = 256;  // how often a zero budget probes
 
   static SpinPolicy sleep_only() { return {0, 0, 0, false, 0}; }
   static SpinPolicy spin_only() { return {INT64_MAX, 0, INT64_MAX, false, 0}; }
+};
+
+// The adaptive budget of one waiter (the rule above), for any wait loop that spins before it
+// blocks: the Waiter's, a TOE worker's busy-poll (tovm/worker.h), the shim's blocking calls.
+// Single-threaded: one per waiting thread.
+class AdaptiveSpin {
+ public:
+  explicit AdaptiveSpin(SpinPolicy policy = {}) : policy_(policy), budget_ns_(policy.spin_ns) {}
+  // The budget for this wait (0: do not spin).
+  std::int64_t next_budget();
+  // The wait ended while spinning after `spun_ns` of `budget_ns` / the budget ran out.
+  void on_hit(std::int64_t spun_ns, std::int64_t budget_ns);
+  void on_miss();
+  std::int64_t budget_ns() const { return budget_ns_; }
+
+  // Spins up to next_budget() (and at most limit_ns, if >= 0) until poll() is true, reading
+  // the clock every 32 polls; records the hit or miss. False: not ready, go to sleep.
+  template <class Poll>
+  bool spin(Poll&& poll, std::int64_t limit_ns = -1);
+
+ private:
+  SpinPolicy policy_;
+  std::int64_t budget_ns_;
+  std::uint32_t waits_at_zero_ = 0;
 };
 
 // Producer side: call after publishing. True if the consumer may be asleep and must be rung.
@@ -74,7 +100,7 @@ class Waiter {
   };
 
   Waiter(DoorbellWaiter& doorbell, Vector vector, SpinPolicy policy = {})
-      : doorbell_(&doorbell), vector_(vector), policy_(policy), budget_ns_(policy.spin_ns) {}
+      : doorbell_(&doorbell), vector_(vector), spin_(policy) {}
 
   // Waits until ready() is true. `sleeping` are the flags producers check (one per ring this
   // consumer serves: a TOE worker waits on many guests' rings with one doorbell vector).
@@ -89,7 +115,7 @@ class Waiter {
     return wait(std::span<std::atomic<std::uint32_t>* const>(one), ready, timeout_ns);
   }
 
-  std::int64_t spin_budget_ns() const { return budget_ns_; }
+  std::int64_t spin_budget_ns() const { return spin_.budget_ns(); }
   const Stats& stats() const { return stats_; }
 
  private:
@@ -97,17 +123,34 @@ class Waiter {
   static std::int64_t since_ns(Clock::time_point t0) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
   }
-  std::int64_t next_budget();
-  void on_spin_hit(std::int64_t spun_ns, std::int64_t budget_ns);
-  void on_spin_miss();
 
   DoorbellWaiter* doorbell_;
   Vector vector_;
-  SpinPolicy policy_;
-  std::int64_t budget_ns_;
-  std::uint32_t waits_at_zero_ = 0;
+  AdaptiveSpin spin_;
   Stats stats_;
 };
+
+template <class Poll>
+bool AdaptiveSpin::spin(Poll&& poll, std::int64_t limit_ns) {
+  const std::int64_t budget = next_budget();
+  if (budget <= 0) return false;
+  const std::int64_t limit = limit_ns >= 0 ? std::min(budget, limit_ns) : budget;
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  auto spun = [&] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+  };
+  for (std::uint32_t i = 1;; ++i) {
+    cpu_relax();
+    if (poll()) {
+      on_hit(spun(), budget);
+      return true;
+    }
+    if ((i & 31) == 0 && spun() >= limit) break;
+  }
+  on_miss();
+  return false;
+}
 
 template <class Ready>
 Result<bool> Waiter::wait(std::span<std::atomic<std::uint32_t>* const> sleeping, Ready&& ready,
@@ -117,18 +160,9 @@ Result<bool> Waiter::wait(std::span<std::atomic<std::uint32_t>* const> sleeping,
     return true;
   }
   const auto t0 = Clock::now();
-  if (const std::int64_t budget = next_budget(); budget > 0) {
-    const std::int64_t limit = timeout_ns >= 0 ? std::min(budget, timeout_ns) : budget;
-    for (std::uint32_t i = 1;; ++i) {
-      cpu_relax();
-      if (ready()) {
-        ++stats_.spin_hits;
-        on_spin_hit(since_ns(t0), budget);
-        return true;
-      }
-      if ((i & 31) == 0 && since_ns(t0) >= limit) break;  // read the clock every 32 spins
-    }
-    on_spin_miss();
+  if (spin_.spin(ready, timeout_ns)) {
+    ++stats_.spin_hits;
+    return true;
   }
   for (;;) {
     for (auto* f : sleeping) f->store(1, std::memory_order_relaxed);

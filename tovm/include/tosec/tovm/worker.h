@@ -6,24 +6,33 @@
 // a stop eventfd and, optionally, a signalfd (SIGTERM/SIGINT: clean stop). Tokens carry the
 // session's number (guest_session.h), so an event goes straight to its session. Before sleeping
 // the worker arms every session's request rings (consumer_sleeping, notifier.h's Dekker
-// handshake), so a guest rings our doorbell only when we may be asleep. An optional spin
-// (--spin-ns) polls the rings first.
+// handshake), so a guest rings our doorbell only when we may be asleep. Before that it may
+// busy-poll the rings and the epoll set (--spin-ns: toe_spin_policy()).
 //
 // Sessions never share state: a worker is the only thread that touches its sessions, so the
 // data path has no locks. A process runs several workers side by side (tovm.h).
 #pragma once
+
+#include <sys/epoll.h>
 
 #include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "tosec/rpc/notifier.h"
 #include "tosec/rpc/status.h"
 #include "tosec/rpc/unique_fd.h"
 #include "tosec/tovm/guest_session.h"
 #include "tosec/tovm/options.h"
 
 namespace tosec::tovm {
+
+// The worker's busy-poll policy for --spin-ns = max_ns (0: never spin): rpc::AdaptiveSpin's
+// rule, starting at the maximum, probing with the whole budget every 16 idle periods once
+// spinning stopped paying (a busy-poll pays when the next event comes within the budget: a
+// request/response exchange; it wastes a core when events come just too late).
+rpc::SpinPolicy toe_spin_policy(std::int64_t max_ns);
 
 class Worker {
  public:
@@ -53,13 +62,14 @@ class Worker {
     bool armed = false;  // prepare_sleep() succeeded this iteration
   };
 
-  Worker(std::int64_t spin_ns, unsigned index) : spin_ns_(spin_ns), index_(index) {}
+  Worker(rpc::SpinPolicy spin, unsigned index) : spin_(spin), index_(index) {}
   rpc::Status init(const std::vector<TovmOptions>& guests, bool use_signalfd);
   rpc::Status add_session(const TovmOptions& opts);
   void serve_status(Served& s);
+  void dispatch(const epoll_event* evs, int n);  // hands epoll events to their sessions
   bool any_requests();
 
-  std::int64_t spin_ns_;
+  rpc::AdaptiveSpin spin_;
   unsigned index_;
   rpc::UniqueFd epoll_;
   rpc::UniqueFd signal_fd_;

@@ -38,7 +38,8 @@ struct TovmConfig {
   // `tosec run`'s embedded platform has one guest either way.
   std::string mode = "shared";
   std::uint32_t workers = 1;
-  std::uint64_t spin_ns = 0;
+  // Busy-poll budget of the TOE's workers before they sleep (adaptive; docs/tovm.md *Busy-poll*).
+  std::uint64_t spin_ns = 50'000;
   std::string log_level = "error";
 };
 
