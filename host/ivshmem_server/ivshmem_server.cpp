@@ -99,10 +99,26 @@ Status IvshmemServer::listen() {
   if (auto s = clear_stale_socket(path, *addr); !s) return s;
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!listen_.valid()) return errno_error("socket");
-  if (::bind(listen_.get(), as_sockaddr(*addr), sizeof *addr) < 0) {
-    return errno_error("bind(" + path + ")");
+  // Bind under a temporary name and rename it into place once listening: the path then
+  // appears only when a connect can succeed (a client that waits for the file, as QEMU's
+  // users and our CLI do, would otherwise be refused between bind() and listen()). A path
+  // too long for the suffix is bound directly.
+  const std::string tmp = path + ".new." + std::to_string(::getpid());
+  auto tmp_addr = unix_address(tmp);
+  const std::string& bound = tmp_addr ? tmp : path;
+  ::unlink(tmp.c_str());
+  if (::bind(listen_.get(), as_sockaddr(tmp_addr ? *tmp_addr : *addr), sizeof *addr) < 0) {
+    return errno_error("bind(" + bound + ")");
   }
-  if (::listen(listen_.get(), kListenBacklog) < 0) return errno_error("listen(" + path + ")");
+  if (::listen(listen_.get(), kListenBacklog) < 0) {
+    if (tmp_addr) ::unlink(tmp.c_str());
+    return errno_error("listen(" + path + ")");
+  }
+  if (tmp_addr && ::rename(tmp.c_str(), path.c_str()) < 0) {
+    const auto e = errno_error("rename(" + tmp + ", " + path + ")");
+    ::unlink(tmp.c_str());
+    return e;
+  }
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) socket_ino_ = st.st_ino;
   log("listening on " + path + ", " + std::to_string(config_.vectors) + " vector(s) per peer");

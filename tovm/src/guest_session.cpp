@@ -13,6 +13,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "tosec/rpc/json_escape.h"
+
 namespace tosec::tovm {
 
 GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
@@ -478,13 +480,8 @@ std::string GuestSession::status_json() const {
   const auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
-  std::string guest;
-  for (char c : opts_.guest) {
-    if (c == '"' || c == '\\') guest += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) guest += c;
-  }
-  o << "{\"guest\":\"" << guest << "\",\"pid\":" << ::getpid() << ",\"worker\":" << worker_index_
-    << ",\"uptime_s\":" << up << ",\"lanes\":[";
+  o << "{\"guest\":" << rpc::json_quote(opts_.guest) << ",\"pid\":" << ::getpid()
+    << ",\"worker\":" << worker_index_ << ",\"uptime_s\":" << up << ",\"lanes\":[";
   bool first = true;
   for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
     const Lane& l = lanes_[i];

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tosec/rpc/json_escape.h"
+
 namespace tosec::cli {
 
 using rpc::Error;
@@ -243,38 +245,7 @@ std::string duration(const JsonValue* v) {
 
 Result<JsonValue> parse_json(const std::string& text) { return JsonReader(text).document(); }
 
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_quote(const std::string& s) { return rpc::json_quote(s); }
 
 Result<std::string> fetch_status(const std::string& socket_path,
                                  std::chrono::milliseconds timeout) {
