@@ -18,6 +18,11 @@ std::int64_t AdaptiveSpin::next_budget() {
 
 void AdaptiveSpin::on_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
   if (!policy_.adaptive) return;
+  if (policy_.hit_rate) {
+    score_ += (kScoreMax - score_) / 8;
+    if (score_ >= kScoreMax / 2) budget_ns_ = policy_.max_spin_ns;
+    return;
+  }
   // A probe that hit re-arms spinning; a hit late in the budget says a longer one would catch
   // more. An early hit needs no change.
   if (budget_ns_ == 0) {
@@ -29,6 +34,11 @@ void AdaptiveSpin::on_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
 
 void AdaptiveSpin::on_miss() {
   if (!policy_.adaptive) return;
+  if (policy_.hit_rate) {
+    score_ -= score_ / 8;
+    if (score_ < kScoreMax / 2) budget_ns_ = 0;
+    return;
+  }
   budget_ns_ = std::max(policy_.min_spin_ns, budget_ns_ / 2);
   if (budget_ns_ < kNegligibleSpinNs) budget_ns_ = std::max<std::int64_t>(policy_.min_spin_ns, 0);
 }

@@ -65,6 +65,7 @@ rpc::SpinPolicy toe_spin_policy(std::int64_t max_ns) {
   p.adaptive = true;
   p.probe_ns = max_ns;  // a probe must be as long as a useful spin (answers take tens of us)
   p.probe_every = 16;   // idle periods are few and long: probe often, it costs little
+  p.hit_rate = true;    // one long gap per connection must not stop the spinning that pays
   return p;
 }
 

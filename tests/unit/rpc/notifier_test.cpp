@@ -159,6 +159,42 @@ TEST(AdaptiveSpin, ProbesAtZeroHitsArmAndMissesHalveToZero) {
   EXPECT_EQ(a.next_budget(), 0);
 }
 
+TEST(AdaptiveSpin, HitRateRuleKeepsSpinningThroughTheOddMiss) {
+  SpinPolicy p;
+  p.spin_ns = 50'000;
+  p.max_spin_ns = 50'000;
+  p.probe_ns = 50'000;
+  p.probe_every = 16;
+  p.hit_rate = true;
+  AdaptiveSpin a(p);
+  // Mostly hits with one miss in four (socket calls, then a network round trip): the budget
+  // stays at the maximum, where the halving rule would have decayed it to zero.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(a.next_budget(), 50'000) << i;
+    if (i % 4 == 3) {
+      a.on_miss();
+    } else {
+      a.on_hit(1'000, 50'000);
+    }
+  }
+  // Misses only: spinning stops after a few, then a probe every 16 idle periods.
+  int spins = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (a.next_budget() > 0) {
+      ++spins;
+      a.on_miss();
+    }
+  }
+  EXPECT_EQ(a.budget_ns(), 0);
+  EXPECT_LE(spins, 8);
+  int probes = 0;
+  for (int i = 0; i < 32; ++i) probes += a.next_budget() > 0 ? 1 : 0;
+  EXPECT_EQ(probes, 2);
+  // A probe that catches something brings the whole budget back.
+  a.on_hit(10'000, 50'000);
+  EXPECT_EQ(a.next_budget(), 50'000);
+}
+
 TEST(AdaptiveSpin, SpinReportsHitsAndMisses) {
   SpinPolicy p;
   p.spin_ns = 1'000'000;  // 1 ms: a poll that turns true after 5 calls is caught

@@ -217,6 +217,7 @@ TEST(TovmSpin, PolicyForTheSpinFlag) {
   EXPECT_EQ(on.max_spin_ns, 50'000);
   EXPECT_EQ(on.probe_ns, 50'000);
   EXPECT_EQ(on.probe_every, 16U);
+  EXPECT_TRUE(on.hit_rate);
 }
 
 // A busy-polling worker serves the same traffic as a sleeping one (the spin only changes when

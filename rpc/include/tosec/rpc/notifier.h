@@ -39,6 +39,12 @@ struct SpinPolicy {
   bool adaptive = true;
   std::int64_t probe_ns = 1'000;    // spin tried every probe_every waits at a zero budget
   std::uint32_t probe_every = 256;  // how often a zero budget probes
+  // Alternative rule: spin the whole max_spin_ns while at least half of the recent spins
+  // caught something (a decaying hit score), else not at all (probing as above). For waiters
+  // whose idle gaps are mostly short with the odd long one (a TOE worker serving socket calls
+  // and one network round trip per connection), where halving on every miss would stop the
+  // spinning that pays.
+  bool hit_rate = false;
 
   static SpinPolicy sleep_only() { return {0, 0, 0, false, 0}; }
   static SpinPolicy spin_only() { return {INT64_MAX, 0, INT64_MAX, false, 0}; }
@@ -66,6 +72,8 @@ class AdaptiveSpin {
   SpinPolicy policy_;
   std::int64_t budget_ns_;
   std::uint32_t waits_at_zero_ = 0;
+  std::uint32_t score_ = kScoreMax;  // hit_rate rule: decaying share of hits, kScoreMax = all
+  static constexpr std::uint32_t kScoreMax = 1024;
 };
 
 // Producer side: call after publishing. True if the consumer may be asleep and must be rung.

@@ -29,9 +29,10 @@
 namespace tosec::tovm {
 
 // The worker's busy-poll policy for --spin-ns = max_ns (0: never spin): rpc::AdaptiveSpin's
-// rule, starting at the maximum, probing with the whole budget every 16 idle periods once
-// spinning stopped paying (a busy-poll pays when the next event comes within the budget: a
-// request/response exchange; it wastes a core when events come just too late).
+// hit-rate rule: spin the whole budget while at least half of the recent spins caught an
+// event, else sleep at once and probe with the whole budget every 16 idle periods (a busy-poll
+// pays when the next event comes within the budget: socket calls, request/response; it wastes
+// a core when events come just too late).
 rpc::SpinPolicy toe_spin_policy(std::int64_t max_ns);
 
 class Worker {
