@@ -19,6 +19,8 @@ std::int64_t AdaptiveSpin::next_budget() {
 void AdaptiveSpin::on_hit(std::int64_t spun_ns, std::int64_t budget_ns) {
   if (!policy_.adaptive) return;
   if (policy_.hit_rate) {
+    // A probe that caught something re-arms spinning, with a score two misses from stopping.
+    if (budget_ns_ == 0) score_ = std::max(score_, kScoreMax * 5 / 8);
     score_ += (kScoreMax - score_) / 8;
     if (score_ >= kScoreMax / 2) budget_ns_ = policy_.max_spin_ns;
     return;
