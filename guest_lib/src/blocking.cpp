@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "real_calls.h"
 #include "tosec/rpc/notifier.h"
+#include "wait_stats.h"
 
 namespace tosec::guest {
 
@@ -171,6 +172,8 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
   thread_local rpc::AdaptiveSpin t_spin_in(wait_spin_policy());
   thread_local rpc::AdaptiveSpin t_spin_out(wait_spin_policy());
   rpc::AdaptiveSpin& spin = (events & POLLIN) != 0 ? t_spin_in : t_spin_out;
+  WaitCounters& counters = (events & POLLIN) != 0 ? wait_stats().read : wait_stats().write;
+  counters.waits.fetch_add(1, std::memory_order_relaxed);
   std::uint32_t polls = 0;
   const bool caught = spin.spin(
       [&] {
@@ -181,7 +184,11 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
         return real().ppoll(&q, 1, &zero, nullptr) > 0;
       },
       timeout_ns);
-  if (caught) return 0;  // the caller re-checks
+  if (caught) {
+    counters.spun.fetch_add(1, std::memory_order_relaxed);
+    return 0;  // the caller re-checks
+  }
+  counters.slept.fetch_add(1, std::memory_order_relaxed);
   const int efd = thread_efd();
   if (efd < 0) return -ENOMEM;
   {

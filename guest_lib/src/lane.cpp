@@ -10,6 +10,7 @@
 #include "config.h"
 #include "platform.h"
 #include "real_calls.h"
+#include "wait_stats.h"
 
 namespace tosec::guest {
 
@@ -146,7 +147,13 @@ rpc::Status Platform::wait_until(std::unique_lock<std::mutex>& lk, Pred pred) {
     leader_ = true;
     lk.unlock();
     auto ready = [this] { return cpl_.raw().available() > 0 || cpl_.raw().broken(); };
+    const rpc::Waiter::Stats before = waiter_->stats();
     auto r = waiter_->wait(cpl_.raw().consumer_sleeping(), ready, kLeaderSliceNs);
+    WaitCounters& c = wait_stats().call;
+    c.waits.fetch_add(1, std::memory_order_relaxed);
+    if (waiter_->stats().spin_hits != before.spin_hits)
+      c.spun.fetch_add(1, std::memory_order_relaxed);
+    if (waiter_->stats().sleeps != before.sleeps) c.slept.fetch_add(1, std::memory_order_relaxed);
     if (!r) mark_dead(r.error().message.c_str());
     if (r && !*r) (void)check_dead();  // a slice without completions: is the TOE alive?
     (void)drain_cpl();

@@ -185,7 +185,11 @@ std::unique_ptr<Platform> Platform::join() {
   // woken. The notifier's default probe (1 us) is too short to ever see that, so probe with
   // the whole ceiling; the budget still halves to zero when the TOE is slow to answer.
   rpc::SpinPolicy calls;
+  calls.max_spin_ns = 50'000;
+  calls.spin_ns = calls.max_spin_ns;
   calls.probe_ns = calls.max_spin_ns;
+  calls.probe_every = 64;
+  calls.hit_rate = true;
   p->waiter_ = std::make_unique<rpc::Waiter>(*p->doorbell_, p->guest_vector_, calls);
   if (g_locals == nullptr) {
     g_locals = new SocketLocal[gc.max_sockets];
