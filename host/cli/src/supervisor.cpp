@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -276,60 +277,50 @@ class Supervisor {
     }
   }
 
+  // A restart that is due now: runs `start` once; on failure reschedules it with backoff and
+  // logs "<failed>: <error>; retrying in N ms". True if the child was started.
+  static bool run_restart(Restart& r, Clock::time_point now, const std::string& failed,
+                          const std::function<Status()>& start) {
+    if (!r.due || *r.due > now) return false;
+    r.due.reset();
+    r.started = Clock::now();
+    if (auto s = start(); !s) {
+      const auto wait = r.schedule();
+      log_line("%s: %s; retrying in %lld ms", failed.c_str(), s.message().c_str(),
+               static_cast<long long>(wait.count()));
+      return false;
+    }
+    return true;
+  }
+
   void run_due_restarts() {
     const auto now = Clock::now();
     for (auto& g : guests_) {
-      const auto& name = g.platform.guest().name;
-      if (g.server.due && *g.server.due <= now) {
-        g.server.due.reset();
-        g.server.started = Clock::now();
-        if (auto s = g.platform.start_regions(); !s) {
-          const auto wait = g.server.schedule();
-          log_line("guest %s: restart failed: %s; retrying in %lld ms", name.c_str(),
-                   s.message().c_str(), static_cast<long long>(wait.count()));
-          continue;
-        }
-        log_line("guest %s: %s restarted (pid %d)", name.c_str(), kIvshmemServerName,
+      const std::string who = "guest " + g.platform.guest().name;
+      if (run_restart(g.server, now, who + ": restart failed",
+                      [&] { return g.platform.start_regions(); })) {
+        log_line("%s: %s restarted (pid %d)", who.c_str(), kIvshmemServerName,
                  g.platform.server_pid());
         (shared_ ? shared_restart_ : g.tovm).due = now;  // and its TOE right away
       }
-      if (!shared_ && g.tovm.due && *g.tovm.due <= now && g.platform.server_pid() > 0) {
-        g.tovm.due.reset();
-        g.tovm.started = Clock::now();
-        if (auto s = g.platform.start_tovm(); !s) {
-          const auto wait = g.tovm.schedule();
-          log_line("guest %s: restart failed: %s; retrying in %lld ms", name.c_str(),
-                   s.message().c_str(), static_cast<long long>(wait.count()));
-          continue;
-        }
-        log_line("guest %s: %s restarted (pid %d)", name.c_str(), kTovmName, g.platform.tovm_pid());
+      if (!shared_ && g.platform.server_pid() > 0 &&
+          run_restart(g.tovm, now, who + ": restart failed",
+                      [&] { return g.platform.start_tovm(); })) {
+        log_line("%s: %s restarted (pid %d)", who.c_str(), kTovmName, g.platform.tovm_pid());
         start_svms_of(g);
       }
-      for (std::size_t i = 0; i < g.svms.size(); ++i) {
-        Restart& r = g.svms[i];
-        const bool toe_up = shared_ ? shared_tovm_->pid() > 0 : g.platform.tovm_pid() > 0;
-        if (!r.due || *r.due > now || !toe_up) continue;
-        r.due.reset();
-        r.started = Clock::now();
-        const auto& svm = g.platform.inspection().svms[i].svm.name;
-        if (auto s = g.platform.start_svm(i); !s) {
-          const auto wait = r.schedule();
-          log_line("guest %s: svm %s restart failed: %s; retrying in %lld ms", name.c_str(),
-                   svm.c_str(), s.message().c_str(), static_cast<long long>(wait.count()));
-          continue;
+      const bool toe_up = shared_ ? shared_tovm_->pid() > 0 : g.platform.tovm_pid() > 0;
+      for (std::size_t i = 0; toe_up && i < g.svms.size(); ++i) {
+        const std::string svm = who + ": svm " + g.platform.inspection().svms[i].svm.name;
+        if (run_restart(g.svms[i], now, svm + " restart failed",
+                        [&] { return g.platform.start_svm(i); })) {
+          log_line("%s restarted", svm.c_str());
         }
-        log_line("guest %s: svm %s restarted", name.c_str(), svm.c_str());
       }
     }
-    if (shared_ && shared_restart_.due && *shared_restart_.due <= now && all_servers_up()) {
-      shared_restart_.due.reset();
-      shared_restart_.started = Clock::now();
-      if (auto s = shared_tovm_->start(platforms()); !s) {
-        const auto wait = shared_restart_.schedule();
-        log_line("shared %s restart failed: %s; retrying in %lld ms", kTovmName,
-                 s.message().c_str(), static_cast<long long>(wait.count()));
-        return;
-      }
+    if (shared_ && all_servers_up() &&
+        run_restart(shared_restart_, now, std::string("shared ") + kTovmName + " restart failed",
+                    [&] { return shared_tovm_->start(platforms()); })) {
       log_line("shared %s restarted (pid %d)", kTovmName, shared_tovm_->pid());
       for (auto& g : guests_) start_svms_of(g);
     }
