@@ -132,7 +132,7 @@ void GuestSession::shutdown() {
     if (s == nullptr) continue;
     if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
     for (auto& a : s->acceptq) backend_->close(a.handle, false);
-    if (s->b_end.valid()) epoll_del(s->b_end.get());
+    if (s->b_end.valid()) epoll_del(s->b_end.fd());
     sockets_.release(id);
   }
   for (auto& l : lanes_) {
@@ -181,7 +181,7 @@ void GuestSession::on_event(std::uint64_t token, std::uint32_t events) {
       TSocket* s = sockets_.find(id);
       if (s == nullptr || !s->b_end.valid()) break;
       if ((events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) != 0) {
-        epoll_del(s->b_end.get());
+        epoll_del(s->b_end.fd());
         closing_.push_back(id);
       }
       break;

@@ -1,8 +1,5 @@
 // GuestSession: sockets, readiness mirror (end B), the tx and rx data paths, close.
-#include <fcntl.h>
-#include <linux/sockios.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -34,10 +31,8 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   auto ring = channel_.rx_ring(id, rpc::RingEnd::kProducer);
   if (!ring) return ring.error();
   s.rx = std::move(*ring);
-  const int fl = ::fcntl(b_end.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(b_end.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
-    return rpc::errno_error("fcntl(B)");
-  }
+  auto b = rpc::PlaceholderEnd::adopt(std::move(b_end));
+  if (!b) return b.error();
   // Publish a clean slot: guest-owned fields reset, then identity, then state (release).
   slot->rx_signalled.store(0, std::memory_order_relaxed);
   slot->tx_blocked.store(0, std::memory_order_relaxed);
@@ -58,8 +53,8 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   slot->peer = {};
   slot->generation.store(s.generation, std::memory_order_relaxed);
   slot->state.store(rpc::SocketState::kOpen, std::memory_order_release);
-  s.b_end = std::move(b_end);
-  epoll_add(s.b_end.get(), EPOLLRDHUP, token(TokenKind::kBEnd, id));
+  s.b_end = std::move(*b);
+  epoll_add(s.b_end.fd(), EPOLLRDHUP, token(TokenKind::kBEnd, id));
   return {};
 }
 
@@ -89,8 +84,7 @@ void GuestSession::signal_readable(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   if (!s.b_end.valid()) return;
   if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
-  const char byte = 1;
-  (void)::send(s.b_end.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  s.b_end.signal();
 }
 
 void GuestSession::signal_arrival(std::uint32_t id) {
@@ -100,44 +94,20 @@ void GuestSession::signal_arrival(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   if (!s.b_end.valid()) return;
   channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
-  const char byte = 1;
-  (void)::send(s.b_end.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  s.b_end.signal();
 }
 
 void GuestSession::mirror_peer_fin(std::uint32_t id) {
-  // The peer's FIN: A then reports POLLIN|POLLRDHUP (EPOLLRDHUP) and reads 0 once the
-  // readiness bytes are gone. Only B's send side is shut: B stays readable for the guest's
-  // junk (writability) and reports a hang-up only when the last A is closed.
-  TSocket& s = sockets_.at(id);
-  if (s.b_end.valid()) (void)::shutdown(s.b_end.get(), SHUT_WR);
+  // The peer's FIN: A reports POLLIN|POLLRDHUP and reads 0 once the readiness bytes are gone.
+  sockets_.at(id).b_end.shut_write();
 }
 
 void GuestSession::make_writable(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   channel_.slot(id)->tx_blocked.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!s.b_end.valid()) return;
-  // Drain the guest's junk, but leave a trailing sentinel byte in B (guest_channel.h, "A's
-  // sentinel"): closing B while it holds unread bytes is what sets ECONNRESET (POLLERR) on A in
-  // kill_placeholder. The sentinel is a 1-byte skb of its own, so A becomes writable; a
-  // trailing junk byte is never left (part of a large skb would keep A unwritable).
-  for (;;) {
-    int queued = 0;
-    if (::ioctl(s.b_end.get(), SIOCINQ, &queued) != 0 || queued <= 0) break;
-    auto want = static_cast<std::size_t>(queued);
-    if (want <= scratch_.size()) {
-      const ssize_t p = ::recv(s.b_end.get(), scratch_.data(), want, MSG_PEEK | MSG_DONTWAIT);
-      if (p == queued && scratch_[want - 1] == static_cast<std::byte>(rpc::kPlaceholderSentinel)) {
-        --want;
-      }
-    }
-    if (want == 0) break;
-    const ssize_t n =
-        ::recv(s.b_end.get(), scratch_.data(), std::min(want, scratch_.size()), MSG_DONTWAIT);
-    if (n > 0) continue;
-    if (n < 0 && errno == EINTR) continue;
-    break;  // EAGAIN, or EOF (reported by epoll as a hang-up)
-  }
+  // Drain the guest's junk, keeping the sentinel that kill_placeholder relies on.
+  s.b_end.drain_keep_sentinel(scratch_);
 }
 
 void GuestSession::kill_placeholder(std::uint32_t id) {
@@ -149,7 +119,7 @@ void GuestSession::kill_placeholder(std::uint32_t id) {
   // its last reference to A: sock_diag does (check_zombies).
   TSocket& s = sockets_.at(id);
   if (s.zombie || !s.b_end.valid()) return;
-  auto a = watch_.peer_of(s.b_end.get());
+  auto a = watch_.peer_of(s.b_end.fd());
   if (!a) {
     // ENOTCONN: A is already gone; the hang-up on B closes the socket as usual. Anything else
     // (no sock_diag): A stays readable and writable, without POLLERR/POLLHUP.
@@ -164,7 +134,7 @@ void GuestSession::kill_placeholder(std::uint32_t id) {
   // the hang-up, atomically for a poller. The guest never recv()s an empty A (it counts with
   // SIOCINQ first), so nothing consumes the ECONNRESET but SO_ERROR.
   channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
-  epoll_del(s.b_end.get());
+  epoll_del(s.b_end.fd());
   s.b_end.reset();
   s.zombie = true;
   s.a = *a;
@@ -523,7 +493,7 @@ void GuestSession::finish_close(std::uint32_t id) {
   inspect_forget(id);
   if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
   if (s->b_end.valid()) {
-    epoll_del(s->b_end.get());
+    epoll_del(s->b_end.fd());
     s->b_end.reset();
   }
   if (s->rx_lent > 0) {

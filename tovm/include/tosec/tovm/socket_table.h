@@ -13,6 +13,7 @@
 
 #include "tosec/rpc/descriptor.h"
 #include "tosec/rpc/guest_channel.h"
+#include "tosec/rpc/placeholder_end.h"
 #include "tosec/rpc/spsc_ring.h"
 #include "tosec/rpc/unique_fd.h"
 #include "tosec/tovm/placeholder_watch.h"
@@ -51,8 +52,8 @@ struct TSocket {
   std::uint32_t generation = 0;
   int domain = 0, type = 0, protocol = 0;
   BackendHandle handle = kNoHandle;
-  rpc::UniqueFd b_end;  // end B of the guest's placeholder
-  rpc::SpscRing rx;     // producer end of the slot's rx ring
+  rpc::PlaceholderEnd b_end;  // end B of the guest's placeholder
+  rpc::SpscRing rx;           // producer end of the slot's rx ring
   // tx
   std::deque<TxBuffer> txq;
   std::size_t tx_bytes = 0;  // queued, not yet taken by the stack
