@@ -58,6 +58,9 @@ libhtp-dev            # SVM waf/av: the Suricata HTTP/1.x stream parser (pipelin
 libtcmalloc-minimal4  # SVM waf: tcmalloc (15-25% less CPU per request in libmodsecurity)
 libclamav-dev         # SVM av: libclamav object scanning with project-shipped signatures
 clamav-testfiles      # SVM av tests: clam.exe and its archives (unpacking coverage)
+busybox-static        # vm_images: the static busybox of the VM initramfs (shell, insmod, ip, poweroff)
+cpio                  # vm_images: writes the newc initramfs (--reproducible)
+kmod                  # vm_images: depmod builds modules.dep for the extracted Debian kernel
 '
 
 # Prints the package names of TOSEC_PACKAGES_TABLE, one per line.
