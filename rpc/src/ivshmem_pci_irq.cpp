@@ -53,18 +53,37 @@ Status IvshmemPci::open_vfio(const IvshmemPciDevice& dev, const IvshmemPciOption
   const std::string group = iommu_group(dev.sysfs_dir);
   if (group.empty()) {
     return Error{ENODEV, "vfio " + dev.bdf + ": no iommu_group link under " + dev.sysfs_dir +
-                             " (load vfio with enable_unsafe_noiommu_mode=1)"};
+                             " (no IOMMU: boot with intel_iommu=on on a VM with intel-iommu, "
+                             "or vfio enable_unsafe_noiommu_mode=1)"};
   }
   container_.reset(::open((vfio_dir + "/vfio").c_str(), O_RDWR | O_CLOEXEC));
   if (!container_.valid()) return vfio_error(dev, "open(" + vfio_dir + "/vfio)");
   if (::ioctl(container_.get(), VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
     return Error{EPROTO, "vfio " + dev.bdf + ": unknown VFIO API version"};
   }
-  if (::ioctl(container_.get(), VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU) <= 0) {
-    return Error{ENOTSUP, "vfio " + dev.bdf +
-                              ": no-IOMMU mode not enabled (vfio enable_unsafe_noiommu_mode=1)"};
+  // Two ways to own the device: no-IOMMU mode (group "noiommu-N"; needs a kernel built with
+  // CONFIG_VFIO_NOIOMMU, which Debian's is not) or a (virtual) IOMMU, e.g. QEMU's intel-iommu with
+  // intel_iommu=on (group "N", type1). Either way only interrupts are used, never DMA, so the
+  // type1 container needs no mappings.
+  std::string group_path = vfio_dir + "/noiommu-" + group;
+  unsigned long iommu_type = VFIO_NOIOMMU_IOMMU;
+  if (::access(group_path.c_str(), F_OK) != 0) {
+    group_path = vfio_dir + "/" + group;
+    iommu_type = VFIO_TYPE1v2_IOMMU;
+    if (::access(group_path.c_str(), F_OK) != 0) {
+      return Error{ENODEV, "vfio " + dev.bdf + ": neither " + vfio_dir + "/noiommu-" + group +
+                               " nor " + group_path +
+                               " (no IOMMU and no no-IOMMU mode: give the VM an intel-iommu "
+                               "and boot with intel_iommu=on)"};
+    }
   }
-  const std::string group_path = vfio_dir + "/noiommu-" + group;
+  if (::ioctl(container_.get(), VFIO_CHECK_EXTENSION, iommu_type) <= 0) {
+    return Error{
+        ENOTSUP,
+        "vfio " + dev.bdf + ": container lacks IOMMU type " + std::to_string(iommu_type) +
+            (iommu_type == VFIO_NOIOMMU_IOMMU ? " (no-IOMMU: vfio enable_unsafe_noiommu_mode=1)"
+                                              : " (type1: load vfio_iommu_type1)")};
+  }
   group_.reset(::open(group_path.c_str(), O_RDWR | O_CLOEXEC));
   if (!group_.valid()) return vfio_error(dev, "open(" + group_path + ")");
   vfio_group_status st{};
@@ -80,8 +99,8 @@ Status IvshmemPci::open_vfio(const IvshmemPciDevice& dev, const IvshmemPciOption
   if (::ioctl(group_.get(), VFIO_GROUP_SET_CONTAINER, &cfd) != 0) {
     return vfio_error(dev, "VFIO_GROUP_SET_CONTAINER");
   }
-  if (::ioctl(container_.get(), VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU) != 0) {
-    return vfio_error(dev, "VFIO_SET_IOMMU(noiommu)");
+  if (::ioctl(container_.get(), VFIO_SET_IOMMU, iommu_type) != 0) {
+    return vfio_error(dev, "VFIO_SET_IOMMU(" + std::to_string(iommu_type) + ")");
   }
   device_.reset(::ioctl(group_.get(), VFIO_GROUP_GET_DEVICE_FD, dev.bdf.c_str()));
   if (!device_.valid()) return vfio_error(dev, "VFIO_GROUP_GET_DEVICE_FD");
@@ -116,6 +135,8 @@ Status IvshmemPci::open_vfio(const IvshmemPciDevice& dev, const IvshmemPciOption
   if (::ioctl(device_.get(), VFIO_DEVICE_SET_IRQS, set) != 0) {
     return vfio_error(dev, "VFIO_DEVICE_SET_IRQS(MSI-X)");
   }
+  detail_ = std::string("vfio ") + (iommu_type == VFIO_NOIOMMU_IOMMU ? "noiommu" : "type1") +
+            " group " + group;
   return {};
 }
 
@@ -134,9 +155,19 @@ Status IvshmemPci::open_uio(const IvshmemPciDevice& dev, const IvshmemPciOptions
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) return errno_error("open(" + path + ")");
   const std::uint32_t on = 1;  // unmask INTx (uio_pci_generic's irqcontrol)
-  if (::write(fd.get(), &on, sizeof on) < 0) return errno_error("write(" + path + ", enable)");
+  if (::write(fd.get(), &on, sizeof on) < 0) {
+    // Verified with QEMU 7.2: ivshmem-doorbell has no INTx pin, uio_pci_generic binds with "No IRQ
+    // assigned to device" and refuses irqcontrol with EIO. Its doorbells are MSI-X only.
+    if (errno == EIO) {
+      return Error{EIO, path + ": " + dev.bdf +
+                            " has no INTx interrupt (ivshmem-doorbell raises MSI-X only): UIO "
+                            "cannot deliver its doorbells, use vfio or poll"};
+    }
+    return errno_error("write(" + path + ", enable)");
+  }
   own_.clear();
   own_.push_back(std::move(fd));
+  detail_ = name;
   return {};
 }
 

@@ -201,6 +201,8 @@ int main(int argc, char** argv) {
   }
   std::printf("device: %s\nregion: %zu\nivposition: %u\nbackend: %s\n", dev->bdf.c_str(),
               pci->region().size(), static_cast<unsigned>(pci->self()), to_string(pci->backend()));
+  if (!pci->backend_detail().empty())
+    std::printf("backend-detail: %s\n", pci->backend_detail().c_str());
   if (!pci->fallback_reason().empty()) {
     std::printf("fallback: %s\n", pci->fallback_reason().c_str());
   }

@@ -10,8 +10,10 @@
 //   pci->wait(0, timeout_ns);  poll(pci->own_fd(0))             // MSI-X vector 0
 //
 // Interrupt backends (docs/ivshmem-protocol.md "Inside a VM", decision 0009), tried in order:
-//  - VFIO no-IOMMU: the device is bound to vfio-pci and each MSI-X vector gets an eventfd
-//    (VFIO_DEVICE_SET_IRQS). The only way user space receives ivshmem-doorbell interrupts.
+//  - VFIO: the device is bound to vfio-pci and each MSI-X vector gets an eventfd
+//    (VFIO_DEVICE_SET_IRQS), the only way user space receives ivshmem-doorbell interrupts. The
+//    group is a no-IOMMU one if the kernel has CONFIG_VFIO_NOIOMMU (Debian's has not), else a
+//    real one behind a virtual IOMMU (QEMU intel-iommu, guest intel_iommu=on).
 //  - UIO (uio_pci_generic): INTx only. ivshmem-doorbell raises MSI-X only, so under QEMU 7.2 a
 //    UIO wait never fires; selectable explicitly (to show it), never chosen automatically.
 //  - Polling: no interrupt at all. A poll-mode wait() sleeps one poll interval and reports a
@@ -98,6 +100,8 @@ class IvshmemPci final : public DoorbellRinger, public DoorbellWaiter {
   PeerId self() const;  // IVPosition, read from BAR0
   IvshmemIrqBackend backend() const { return backend_; }
   const std::string& fallback_reason() const { return fallback_reason_; }
+  // How the backend got the interrupts: "vfio noiommu group 0", "vfio type1 group 3", "uio0".
+  const std::string& backend_detail() const { return detail_; }
   unsigned vectors() const { return static_cast<unsigned>(own_.size()); }
 
   // Eventfd (VFIO) or /dev/uioN fd (UIO, vector 0 only) of our vector, for poll/epoll;
@@ -119,6 +123,7 @@ class IvshmemPci final : public DoorbellRinger, public DoorbellWaiter {
 
   IvshmemIrqBackend backend_ = IvshmemIrqBackend::kPoll;
   std::string fallback_reason_;
+  std::string detail_;
   std::int64_t poll_interval_ns_ = 1'000'000;
   ShmMapping bar0_;
   ShmMapping bar2_;
