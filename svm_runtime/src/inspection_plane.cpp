@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -45,7 +46,9 @@ struct ChainDef {
 
 struct Stream {
   StreamInfo info;
-  const ChainDef* chain = nullptr;  // stable: chains_ is a map of unique_ptr
+  // Shared with chains_: a live chain change (update_chains) replaces the map's entry, and the
+  // streams opened before it keep the definition they were opened with (docs/svm.md).
+  std::shared_ptr<const ChainDef> chain;
   std::uint32_t chain_id = 0;
   bool fail_open = false;
   std::uint64_t step_deadline_ns = 0;
@@ -73,6 +76,7 @@ struct Flight {
   std::uint32_t expect = 0;  // node bits whose pass verdict ends the segment
   std::uint32_t got = 0;
   std::uint64_t deadline_ns = 0;
+  std::uint64_t handoff_ns = 0;  // when the current segment was handed to its first step
   bool passed = false;
 };
 
@@ -99,6 +103,8 @@ class Plane final : public InspectionPlane {
   void node_departed(rpc::PeerId peer) override;
   void mark_down(std::uint16_t node, const std::string& why) override;
   bool node_up(std::uint16_t node) const override { return node < down_.size() && !down_[node]; }
+  std::vector<SvmStepStats> svm_stats() const override;
+  std::vector<RingStats> ring_stats() override;
   PlaneStats stats() const override {
     PlaneStats s = stats_;
     s.inflight = static_cast<std::uint32_t>(flights_.size());
@@ -170,7 +176,8 @@ class Plane final : public InspectionPlane {
   std::vector<bool> down_;
   std::vector<std::uint32_t> seen_inc_;  // incarnation last seen online; 0 = never
   std::vector<std::uint32_t> down_inc_;  // incarnation when marked down
-  std::map<std::uint32_t, std::unique_ptr<ChainDef>> chains_;
+  std::map<std::uint32_t, std::shared_ptr<const ChainDef>> chains_;
+  std::vector<SvmStepStats> node_stats_;  // by node id; sized at init (no allocation later)
   std::unordered_map<std::uint64_t, Stream> streams_;
   std::unordered_map<std::uint64_t, Flight> flights_;
   std::vector<std::uint64_t> deliver_pending_;
@@ -228,12 +235,19 @@ rpc::Status Plane::init(std::span<std::byte> region, rpc::PeerId peer, rpc::Vect
     ctl_up_[j].emplace(std::move(*u));
   }
   for (std::uint16_t j = 1; j < n; ++j) sleeping_.push_back(&from_[j].consumer_sleeping());
+  node_stats_.resize(n);
+  for (std::uint16_t j = 1; j < n; ++j) {
+    node_stats_[j].name = svm_name(j);
+    node_stats_[j].node = j;
+  }
   ch_->announce(rpc::kToeNode, peer, vector, opt_.name);
   return {};
 }
 
 rpc::Status Plane::update_chains(const tosec::v1::ChainUpdate& u) {
-  for (std::uint32_t id : u.remove_ids()) chains_.erase(id);
+  // All or nothing: every upsert is checked before the table changes, so a rejected update
+  // leaves the chains in force as they were.
+  std::vector<std::shared_ptr<const ChainDef>> built;
   for (const auto& c : u.upsert()) {
     auto def = std::make_unique<ChainDef>();
     def->id = c.id();
@@ -281,8 +295,10 @@ rpc::Status Plane::update_chains(const tosec::v1::ChainUpdate& u) {
       }
       def->steps.push_back(std::move(ps));
     }
-    chains_[c.id()] = std::move(def);
+    built.push_back(std::move(def));
   }
+  for (std::uint32_t id : u.remove_ids()) chains_.erase(id);
+  for (auto& def : built) chains_[def->id] = std::move(def);
   return {};
 }
 
@@ -333,7 +349,7 @@ rpc::Status Plane::open_stream(const StreamInfo& info, std::uint32_t chain_id) {
   const ChainDef& def = *c->second;
   Stream s;
   s.info = info;
-  s.chain = &def;
+  s.chain = c->second;
   s.chain_id = chain_id;
   s.fail_open = def.fail_open;
   s.step_deadline_ns = def.step_deadline_ns;
@@ -406,7 +422,16 @@ void Plane::dispatch(Stream& s, std::uint64_t token, Flight& f, std::size_t pos)
   f.expect = 0;
   for (std::uint16_t n : end.nodes) f.expect |= bit(n);
   f.got = 0;
-  f.deadline_ns = rpc::monotonic_ns() + s.step_deadline_ns * (last - pos + 1);
+  f.handoff_ns = rpc::monotonic_ns();
+  f.deadline_ns = f.handoff_ns + s.step_deadline_ns * (last - pos + 1);
+  // Every SVM of the segment sees the payload (hand-offs: a re-dispatch after a bypass counts
+  // again, as the SVM is handed the payload again).
+  for (std::size_t p = pos; p <= last; ++p) {
+    for (std::uint16_t n : s.path[index_at(s, f.dir, p)].nodes) {
+      ++node_stats_[n].payloads;
+      node_stats_[n].bytes += f.length;
+    }
+  }
   InspectDesc d{};
   d.stream_id = f.stream_id;
   d.stream_offset = f.stream_offset;
@@ -470,6 +495,31 @@ rpc::Result<std::uint64_t> Plane::submit(std::uint64_t stream_id, Direction dir,
     dispatch(s, token, f, 0);
   }
   return token;
+}
+
+std::vector<SvmStepStats> Plane::svm_stats() const {
+  std::vector<SvmStepStats> out;
+  for (const auto& s : opt_.svms) {
+    if (s.node < node_stats_.size()) out.push_back(node_stats_[s.node]);
+  }
+  return out;
+}
+
+std::vector<RingStats> Plane::ring_stats() {
+  // The TOE's own rings of the mesh: payloads to each SVM (producer end: capacity minus free
+  // slots) and verdicts from it (consumer end: ready slots). SVM-to-SVM hand-off rings belong to
+  // their SVMs, which report them.
+  std::vector<RingStats> out;
+  for (const auto& s : opt_.svms) {
+    const std::uint16_t j = s.node;
+    if (j >= to_.size()) continue;
+    const std::uint32_t cap = to_[j].capacity();
+    out.push_back({"inspect.0-" + std::to_string(j), cap, cap - std::min(cap, to_[j].free_slots()),
+                   static_cast<std::uint32_t>(outq_[j].size())});
+    out.push_back(
+        {"inspect." + std::to_string(j) + "-0", from_[j].capacity(), from_[j].available(), 0});
+  }
+  return out;
 }
 
 rpc::Status Plane::close_stream(std::uint64_t stream_id) {
@@ -601,6 +651,10 @@ void Plane::on_verdict(const InspectDesc& d, std::uint16_t from) {
       ++stats_.stale_verdicts;
       return;
     }
+    SvmStepStats& ns = node_stats_[from];
+    ++ns.block;
+    const std::uint64_t now = rpc::monotonic_ns();
+    ns.latency.record(now - std::min(now, f.handoff_ns));
     BlockInfo b;
     describe(b);
     block_stream(s, std::move(b));
@@ -611,6 +665,12 @@ void Plane::on_verdict(const InspectDesc& d, std::uint16_t from) {
     return;
   }
   f.got |= bit(from);
+  {
+    SvmStepStats& ns = node_stats_[from];
+    ++ns.pass;  // alerting engines pass (their alerts go to the SVM's alert log, not here)
+    const std::uint64_t now = rpc::monotonic_ns();
+    ns.latency.record(now - std::min(now, f.handoff_ns));
+  }
   if (f.got != f.expect) return;
   auto pos = pos_of(s, f.dir, f.last_step);
   if (!pos) {  // the step left the path meanwhile; check_deadlines re-dispatches

@@ -475,7 +475,7 @@ bool GuestSession::has_stalled_output() const {
   return false;
 }
 
-std::string GuestSession::status_json() const {
+std::string GuestSession::status_json() {
   std::ostringstream o;
   const auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
@@ -510,9 +510,11 @@ std::string GuestSession::status_json() const {
     << ",\"streams_blocked\":" << counters_.streams_blocked;
   if (inspect_) {
     o << ",\"inspected_streams\":" << inspect_ids_.size()
-      << ",\"inspection\":" << inspect_->status_json();
+      << ",\"inspection\":" << inspect_->status_json()
+      << ",\"topology_generation\":" << inspect_->generation()
+      << ",\"topology_error\":" << rpc::json_quote(inspect_->last_reload_error());
   }
-  o << "}";
+  o << ",\"metrics\":" << metrics_json() << "}";
   return o.str();
 }
 

@@ -63,6 +63,18 @@ rpc::Status GuestSession::init_inspection() {
   return {};
 }
 
+void GuestSession::reload_topology() {
+  if (!inspect_) return;
+  if (auto s = inspect_->reload(); !s) {
+    log(LogLevel::kError, "topology " + opts_.topology + " rejected, generation " +
+                              std::to_string(inspect_->generation()) +
+                              " stays in force: " + s.message());
+    return;
+  }
+  log(LogLevel::kInfo, "topology " + opts_.topology + " reloaded: generation " +
+                           std::to_string(inspect_->generation()) + " for new streams");
+}
+
 void GuestSession::mark_inspect_waiting(std::uint32_t id) {
   if (std::find(inspect_waiting_.begin(), inspect_waiting_.end(), id) == inspect_waiting_.end())
     inspect_waiting_.push_back(id);
@@ -98,6 +110,7 @@ void GuestSession::inspect_open(std::uint32_t id, bool guest_is_client) {
   if (!*r) return;  // no policy selects a chain
   s.inspect_stream = **r;
   inspect_ids_[s.inspect_stream] = id;
+  ++counters_.streams_inspected;
   // Bytes the guest sent while connecting were queued before the stream existed.
   if (!s.txq.empty()) {
     auto q = std::move(s.txq);
@@ -215,6 +228,7 @@ void GuestSession::inspect_deliver(std::uint64_t stream, svm::Direction dir,
   if (it == inspect_ids_.end()) return;
   const std::uint32_t id = it->second;
   TSocket& s = sockets_.at(id);
+  counters_.inspect_passed_bytes += b.size();
   if (dir == svm::Direction::kOutbound) {
     s.inspect_out -= std::min(s.inspect_out, b.size());
     TxBuffer buf;

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "tosec/rpc/json_escape.h"
+
 namespace tosec::tovm {
 
 namespace {
@@ -40,9 +42,7 @@ rpc::Result<std::unique_ptr<InspectionLink>> InspectionLink::create(
   auto topo = read_topology(opts.topology_file);
   if (!topo) return topo.error();
   std::unique_ptr<InspectionLink> link(new InspectionLink());
-  auto policies = PolicyMatcher::create(*topo, opts.guest);
-  if (!policies) return policies.error();
-  link->policies_.emplace(std::move(*policies));
+  link->opts_ = opts;
 
   svm::InspectionPlaneOptions po;
   std::uint32_t max_node = 0;
@@ -55,6 +55,7 @@ rpc::Result<std::unique_ptr<InspectionLink>> InspectionLink::create(
     max_node = std::max(max_node, s.id());
   }
   po.region.nodes = std::max<std::uint32_t>(2, max_node + 1);
+  link->mesh_ = po.svms;
   po.name = "tovm." + opts.guest;
   if (!opts.alert_log.empty()) {
     auto log = svm::AlertLog::open(opts.alert_log);
@@ -82,11 +83,86 @@ rpc::Result<std::unique_ptr<InspectionLink>> InspectionLink::create(
   link->plane_ = std::move(*plane);
   svm::InspectionPlane* p = link->plane_.get();
   link->client_.on_peer_left([p](rpc::PeerId peer) { p->node_departed(peer); });
-  tosec::v1::ChainUpdate chains;
-  chains.set_generation(topo->generation());
-  for (const auto& c : topo->chains()) *chains.add_upsert() = c;
-  if (auto s = link->plane_->update_chains(chains); !s) return s.error();
+  if (auto s = link->apply(*topo); !s) return s.error();
   return link;
+}
+
+rpc::Status InspectionLink::apply(const tosec::v1::Topology& topo) {
+  // The mesh is fixed: an SVM it has must keep its node id, and chains may name only its SVMs.
+  for (const auto& s : topo.svms()) {
+    for (const auto& m : mesh_) {
+      if (m.name == s.name() && m.node != s.id()) {
+        return rpc::Error{EINVAL, "svm \"" + s.name() + "\" moved from node " +
+                                      std::to_string(m.node) + " to " + std::to_string(s.id()) +
+                                      " (the inspection mesh is fixed: restart the TOE)"};
+      }
+    }
+  }
+  auto in_mesh = [&](const std::string& name) {
+    return std::any_of(mesh_.begin(), mesh_.end(),
+                       [&](const svm::SvmNode& m) { return m.name == name; });
+  };
+  for (const auto& c : topo.chains()) {
+    for (const auto& st : c.steps()) {
+      std::vector<std::string> names(st.parallel().svms().begin(), st.parallel().svms().end());
+      if (!st.has_parallel()) names.assign(1, st.svm());
+      for (const auto& n : names) {
+        if (!n.empty() && !in_mesh(n)) {
+          return rpc::Error{EINVAL, "chain \"" + c.name() + "\" names svm \"" + n +
+                                        "\", which this TOE's inspection mesh does not have "
+                                        "(SVMs cannot be added live: restart the TOE)"};
+        }
+      }
+    }
+  }
+  auto policies = PolicyMatcher::create(topo, opts_.guest);
+  if (!policies) return policies.error();
+  tosec::v1::ChainUpdate chains;
+  chains.set_generation(topo.generation());
+  std::vector<std::uint32_t> ids;
+  for (const auto& c : topo.chains()) {
+    *chains.add_upsert() = c;
+    ids.push_back(c.id());
+  }
+  for (std::uint32_t old : chain_ids_) {
+    if (std::find(ids.begin(), ids.end(), old) == ids.end()) chains.add_remove_ids(old);
+  }
+  if (auto s = plane_->update_chains(chains); !s) return s;  // all or nothing
+  policies_.emplace(std::move(*policies));
+  chain_ids_ = std::move(ids);
+  generation_ = topo.generation();
+  return {};
+}
+
+rpc::Status InspectionLink::reload() {
+  auto topo = read_topology(opts_.topology_file);
+  rpc::Status s = topo ? apply(*topo) : rpc::Status(topo.error());
+  reload_error_ = s ? std::string() : s.message();
+  return s;
+}
+
+std::string InspectionLink::svms_json() const {
+  std::string o = "[";
+  bool first = true;
+  for (const auto& n : plane_->svm_stats()) {
+    if (!first) o += ',';
+    first = false;
+    o += "{\"name\":" + rpc::json_quote(n.name) + ",\"node\":" + std::to_string(n.node) +
+         ",\"payloads\":" + std::to_string(n.payloads) + ",\"bytes\":" + std::to_string(n.bytes) +
+         ",\"pass\":" + std::to_string(n.pass) + ",\"block\":" + std::to_string(n.block) +
+         ",\"latency_us\":" + n.latency.json() + '}';
+  }
+  return o + ']';
+}
+
+void InspectionLink::append_rings_json(std::string& o, bool& first) {
+  for (const auto& r : plane_->ring_stats()) {
+    if (!first) o += ',';
+    first = false;
+    o += "{\"name\":" + rpc::json_quote(r.name) + ",\"capacity\":" + std::to_string(r.capacity) +
+         ",\"occupancy\":" + std::to_string(r.occupancy) +
+         ",\"backlog\":" + std::to_string(r.backlog) + '}';
+  }
 }
 
 rpc::Result<std::optional<std::uint64_t>> InspectionLink::open(svm::StreamInfo& info) {

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);  // topology reload (docs/tovm.md), taken by worker 0's signalfd
   ::sigprocmask(SIG_BLOCK, &set, nullptr);  // before any worker thread: they inherit it
   auto process = TovmProcess::create(*cl);
   if (!process) {

@@ -17,6 +17,12 @@ rpc::Result<std::unique_ptr<TovmProcess>> TovmProcess::create(const TovmCommandL
     if (!worker) return worker.error();
     p->workers_.push_back(std::move(*worker));
   }
+  // SIGHUP reaches worker 0 (the signalfd); it reloads its sessions and asks the others to
+  // reload theirs on their own threads.
+  TovmProcess* self = p.get();
+  p->workers_.front()->set_on_hangup([self] {
+    for (std::size_t i = 1; i < self->workers_.size(); ++i) self->workers_[i]->request_reload();
+  });
   return p;
 }
 

@@ -94,6 +94,7 @@ rpc::Status Worker::init(const std::vector<TovmOptions>& guests, bool use_signal
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!signal_fd_.valid()) return rpc::errno_error("signalfd");
     if (auto s = epoll_add_in(epoll_.get(), signal_fd_.get(), make_token(TokenKind::kSignal)); !s) {
@@ -132,6 +133,18 @@ rpc::Status Worker::add_session(const TovmOptions& opts) {
   }
   sessions_.push_back(std::move(served));
   return {};
+}
+
+void Worker::request_reload() {
+  reload_.store(true);
+  if (stop_fd_.valid()) {
+    const std::uint64_t one = 1;
+    (void)::write(stop_fd_.get(), &one, sizeof one);
+  }
+}
+
+void Worker::reload_topology() {
+  for (auto& s : sessions_) s.session->reload_topology();
 }
 
 void Worker::request_stop() {
@@ -219,15 +232,25 @@ void Worker::dispatch(const epoll_event* evs, int n) {
   for (int i = 0; i < n; ++i) {
     const std::uint64_t t = evs[i].data.u64;
     if (t == kStopToken) {
-      stop_.store(true);
+      // request_stop() set stop_ before writing; request_reload() set reload_.
+      std::uint64_t v = 0;
+      (void)!::read(stop_fd_.get(), &v, sizeof v);
+      if (reload_.exchange(false)) reload_topology();
       continue;
     }
     const TokenKind kind = token_kind(t);
     if (kind == TokenKind::kSignal) {
       signalfd_siginfo si;
       while (::read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo != SIGHUP) {
+          stop_.store(true);
+          continue;
+        }
+        // Each worker reloads its own sessions on its own thread: sessions are never shared,
+        // so the swap needs no lock and the data path never waits for it.
+        reload_topology();
+        if (on_hangup_) on_hangup_();
       }
-      stop_.store(true);
       continue;
     }
     const std::uint32_t tag = token_session(t);

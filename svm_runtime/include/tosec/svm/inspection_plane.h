@@ -40,6 +40,7 @@
 #include "tosec/rpc/status.h"
 #include "tosec/svm/alert_log.h"
 #include "tosec/svm/inspector.h"
+#include "tosec/svm/latency_histogram.h"
 #include "tosec/v1/control.pb.h"
 
 namespace tosec::svm {
@@ -90,6 +91,31 @@ struct PlaneStats {
   std::uint32_t pool_free = 0;
 };
 
+// Per SVM of the mesh (docs/svm.md, "Metrics"). payloads/bytes: hand-offs of a payload to a
+// segment of the chain containing the SVM. pass/alert/block and latency: verdicts that came back
+// to the TOE from that SVM, timed from the segment's hand-off (a single-SVM step forwards
+// straight to the next step, so only the last SVM of such a run, or the one that blocks, answers
+// the TOE: the run's latency is counted there). No "alert" count: an alerting SVM passes the
+// payload and writes its alert to its own alert log, which the TOE never sees.
+struct SvmStepStats {
+  std::string name;
+  std::uint16_t node = 0;
+  std::uint64_t payloads = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t pass = 0;
+  std::uint64_t block = 0;
+  LatencyHistogram latency;
+};
+
+// One of the TOE's mesh rings: "inspect.0-N" (payloads to node N), "inspect.N-0" (verdicts).
+// backlog: descriptors waiting in the TOE for room in the ring (nothing is ever dropped).
+struct RingStats {
+  std::string name;
+  std::uint32_t capacity = 0;
+  std::uint32_t occupancy = 0;
+  std::uint32_t backlog = 0;
+};
+
 class InspectionPlane {
  public:
   // Formats `region` (RegionLayout from inspection_region_layout(options.region), then the
@@ -101,7 +127,9 @@ class InspectionPlane {
   virtual ~InspectionPlane() = default;
 
   // Adds/replaces/removes chains. Steps name SVMs of options.svms (EINVAL naming the unknown
-  // one); a parallel group of one is still a group (its verdict comes back here).
+  // one); a parallel group of one is still a group (its verdict comes back here). All or
+  // nothing: a rejected update changes no chain. Streams already open keep the definition of
+  // their chain as it was at open_stream (live changes apply to new streams only).
   virtual rpc::Status update_chains(const tosec::v1::ChainUpdate& update) = 0;
 
   // Starts inspecting a stream with chain `chain_id`. EEXIST, ENOENT (chain), EHOSTUNREACH
@@ -137,6 +165,9 @@ class InspectionPlane {
   virtual bool node_up(std::uint16_t node) const = 0;
 
   virtual PlaneStats stats() const = 0;
+  // Metrics (status JSON): per SVM of options.svms, and the TOE's mesh rings.
+  virtual std::vector<SvmStepStats> svm_stats() const = 0;
+  virtual std::vector<RingStats> ring_stats() = 0;
   virtual const rpc::InspectionChannel& channel() const = 0;
   // Whether a stream is known and not blocked.
   virtual bool stream_ok(std::uint64_t stream_id) const = 0;

@@ -72,7 +72,9 @@ struct SessionCounters {
   std::uint64_t bad_descriptors = 0;
   std::uint64_t guests_reclaimed = 0;  // lanes of dead guest processes reclaimed
   std::uint64_t lanes_closed_broken = 0;
-  std::uint64_t streams_blocked = 0;  // connections reset by an SVM chain's verdict
+  std::uint64_t streams_blocked = 0;       // connections reset by an SVM chain's verdict
+  std::uint64_t streams_inspected = 0;     // connections a policy sent through a chain
+  std::uint64_t inspect_passed_bytes = 0;  // bytes the chains passed (both directions)
 };
 
 class GuestSession {
@@ -108,7 +110,12 @@ class GuestSession {
   // Closes every socket and unlinks the sidecar path.
   void shutdown();
 
-  std::string status_json() const;
+  // Not const: ring occupancy reads the rings' shared indices (status JSON "metrics").
+  std::string status_json();
+  // SIGHUP: re-read the topology file (no-op without inspection). A rejected file is logged
+  // and shown as "topology_error"; the old topology stays in force.
+  void reload_topology();
+  const InspectionLink* inspection() const { return inspect_.get(); }
   const SessionCounters& counters() const { return counters_; }
   const rpc::GuestChannel& channel() const { return channel_; }
   rpc::PeerId self_peer() const { return ivshmem_.self_id(); }
@@ -218,6 +225,8 @@ class GuestSession {
   // Incoming reading may go on: the chain plus the passed-but-undelivered bytes are under
   // their cap and the inspection pool has a free chunk.
   bool inspect_rx_room(const TSocket& s) const;
+  // The status JSON's "metrics" object (guest_session_metrics.cpp, docs/tovm.md).
+  std::string metrics_json();
 
   TovmOptions opts_;
   int epoll_fd_;

@@ -5,6 +5,12 @@
 // plane's own lines (fail-open bypasses). The GuestSession asks it, per new connection, whether
 // a chain inspects the stream, then submits payloads and receives delivered or blocked ones in
 // poll(). Single-threaded: the guest's worker calls everything.
+//
+// Live changes (docs/tovm.md, "Reload"): reload() re-reads the topology file; a file that parses
+// and validates replaces the policies and chains for streams opened afterwards (open streams keep
+// the chain definition they were opened with); a rejected one changes nothing and is kept in
+// last_reload_error(). The SVMs of the mesh are fixed when the region is formatted: a chain
+// naming an SVM the mesh does not have is rejected (restart the TOE to add SVMs).
 #pragma once
 
 #include <cstdint>
@@ -54,12 +60,28 @@ class InspectionLink {
   svm::PlaneStats stats() const { return plane_->stats(); }
   std::string status_json() const;
 
+  // Re-reads the topology file (SIGHUP). Error: the file was rejected, the old one stays.
+  rpc::Status reload();
+  std::uint64_t generation() const { return generation_; }
+  const std::string& last_reload_error() const { return reload_error_; }
+  // "svms":[...] and the mesh rings for the status JSON's "metrics" object.
+  std::string svms_json() const;
+  void append_rings_json(std::string& out, bool& first);
+
  private:
   InspectionLink() = default;
   rpc::IvshmemClient client_{{.vectors = 1}};
   std::unique_ptr<svm::AlertLog> alerts_;
   std::unique_ptr<svm::InspectionPlane> plane_;
+  // Validates `topo` against the mesh and, if it passes, makes it the topology in force.
+  rpc::Status apply(const tosec::v1::Topology& topo);
+
+  InspectionLinkOptions opts_;
   std::optional<PolicyMatcher> policies_;
+  std::vector<svm::SvmNode> mesh_;        // the SVMs the region was formatted for
+  std::vector<std::uint32_t> chain_ids_;  // chains in the plane (removed when a reload drops them)
+  std::uint64_t generation_ = 0;
+  std::string reload_error_;
   std::uint64_t next_stream_ = 1;
   std::uint32_t chunk_size_ = 0;
 };

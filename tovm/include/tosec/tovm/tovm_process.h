@@ -3,7 +3,8 @@
 // Guest i of the command line is served by worker i % W, W = min(--workers, guests): a guest's
 // session lives on exactly one thread for its whole life (no locks on the data path), and a busy
 // guest only slows the guests that share its worker. Worker 0 runs on the calling thread and
-// takes SIGTERM/SIGINT through a signalfd; when it stops, the others are stopped and joined.
+// takes SIGTERM/SIGINT/SIGHUP through a signalfd; when it stops, the others are stopped and
+// joined. SIGHUP: every worker re-reads its guests' topology files (docs/tovm.md, "Reload").
 #pragma once
 
 #include <cstddef>

@@ -3,8 +3,9 @@
 // One epoll set over, per session: the stack backend's event fd (kernel sockets), the session's
 // ivshmem doorbell eventfd and server socket (peer joins and departures), the sidecar listener
 // and connections, every end B (hang-up = last guest reference closed), the status socket; plus
-// a stop eventfd and, optionally, a signalfd (SIGTERM/SIGINT: clean stop). Tokens carry the
-// session's number (guest_session.h), so an event goes straight to its session. Before sleeping
+// a stop eventfd and, optionally, a signalfd (SIGTERM/SIGINT: clean stop; SIGHUP: reload the
+// topology file of every session, then on_hangup() tells the process's other workers). Tokens carry
+// the session's number (guest_session.h), so an event goes straight to its session. Before sleeping
 // the worker arms every session's request rings (consumer_sleeping, notifier.h's Dekker
 // handshake), so a guest rings our doorbell only when we may be asleep. Before that it may
 // busy-poll the rings and the epoll set (--spin-ns: toe_spin_policy()).
@@ -16,6 +17,7 @@
 #include <sys/epoll.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +52,11 @@ class Worker {
   // One loop iteration with a bounded sleep (tests drive the loop with this).
   void run_once(int max_timeout_ms);
   void request_stop();  // thread-safe
+  // Thread-safe: the worker re-reads its sessions' topology files on its own thread, in its
+  // next loop iteration (GuestSession::reload_topology).
+  void request_reload();
+  // Called on the worker's thread after a SIGHUP was handled here (TovmProcess: the others).
+  void set_on_hangup(std::function<void()> f) { on_hangup_ = std::move(f); }
   void shutdown();
 
   GuestSession& session(std::size_t i = 0) { return *sessions_.at(i).session; }
@@ -69,6 +76,7 @@ class Worker {
   void serve_status(Served& s);
   void dispatch(const epoll_event* evs, int n);  // hands epoll events to their sessions
   bool any_requests();
+  void reload_topology();
 
   rpc::AdaptiveSpin spin_;
   unsigned index_;
@@ -77,6 +85,8 @@ class Worker {
   rpc::UniqueFd stop_fd_;  // eventfd for request_stop()
   std::vector<Served> sessions_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reload_{false};
+  std::function<void()> on_hangup_;
 };
 
 }  // namespace tosec::tovm
