@@ -69,6 +69,8 @@ bool parse_uint(std::string_view s, std::uint64_t max, std::uint64_t* out) {
   return true;
 }
 
+}  // namespace
+
 // An address with an optional /prefix: "10.0.0.0/8", "::1/128", "192.0.2.1".
 Status check_cidr(std::string_view text) {
   std::string addr(text);
@@ -113,6 +115,22 @@ Status check_port_spec(std::string_view text) {
   if (!parse_uint(text, 65535, &lo) || lo == 0) return bad();
   return {};
 }
+
+Status check_listen_address(std::string_view text) {
+  const auto colon = text.rfind(':');
+  std::uint64_t port = 0;
+  unsigned char buf[4];
+  if (colon == std::string_view::npos ||
+      ::inet_pton(AF_INET, std::string(text.substr(0, colon)).c_str(), buf) != 1 ||
+      !parse_uint(text.substr(colon + 1), 65535, &port)) {
+    return Error{EINVAL, "\"" + std::string(text) +
+                             "\" is not an IPv4 address and port (like 127.0.0.1:9464; port 0 "
+                             "picks a free one)"};
+  }
+  return {};
+}
+
+namespace {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -336,7 +354,15 @@ class Parser {
   Config parse(const toml::table& root) const {
     Config c;
     c.source = source_;
-    check_keys(root, "", {"platform", "tovm", "guest", "svm", "chain", "policy", "vm"});
+    check_keys(root, "", {"platform", "host", "tovm", "guest", "svm", "chain", "policy", "vm"});
+    if (const auto* t = section(root, "host")) {
+      check_keys(*t, "host", {"metrics_listen"});
+      if (const auto* n = get_string(*t, "metrics_listen", "host", &c.host.metrics_listen)) {
+        if (auto s = check_listen_address(c.host.metrics_listen); !s) {
+          fail(n->source(), "host.metrics_listen", s.message());
+        }
+      }
+    }
 
     if (const auto* t = section(root, "platform")) {
       check_keys(*t, "platform", {"runtime_dir"});
@@ -384,6 +410,9 @@ class Parser {
     const auto policies = tables(root, "policy");
     for (std::size_t i = 0; i < policies.size(); ++i) {
       c.policies.push_back(parse_policy(*policies[i], "policy[" + std::to_string(i) + "]", c));
+      // Live changes (tosec policy rm NAME) address a policy by name: "policy-N" if unnamed.
+      if (c.policies.back().name.empty())
+        c.policies.back().name = "policy-" + std::to_string(i + 1);
     }
     return c;
   }
@@ -580,8 +609,10 @@ class Parser {
   }
 
   PolicyConfig parse_policy(const toml::table& t, const std::string& path, const Config& c) const {
-    check_keys(t, path, {"guest", "direction", "chain", "protocol", "remote", "local", "port"});
+    check_keys(t, path,
+               {"name", "guest", "direction", "chain", "protocol", "remote", "local", "port"});
     PolicyConfig p;
+    get_string(t, "name", path, &p.name);
     const toml::node& gn = require(t, "guest", path);
     get_string(t, "guest", path, &p.guest);
     if (c.find_guest(p.guest) == nullptr) {

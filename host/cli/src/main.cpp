@@ -2,22 +2,28 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tosec/cli/alerts.h"
 #include "tosec/cli/config.h"
+#include "tosec/cli/hostd_client.h"
 #include "tosec/cli/launch.h"
 #include "tosec/cli/platform.h"
 #include "tosec/cli/run.h"
 #include "tosec/cli/status.h"
 #include "tosec/cli/supervisor.h"
+#include "tosec/hostd/topology.h"
 #include "tosec/provision/libvirt.h"
+#include "tosec/v1/hostd.grpc.pb.h"
 
 #ifndef TOSEC_VERSION
 #define TOSEC_VERSION "0.0.0"
@@ -47,6 +53,11 @@ const char* const kMainHelp =
     "  stats [-c CONFIG]             status as JSON\n"
     "  alerts [-c CONFIG] [--follow] [--json] [--file FILE]\n"
     "                                alerts and blocks of the SVM chains\n"
+    "  chain set NAME STEPS [--fail closed|open]   add or replace a chain, live\n"
+    "  policy add NAME --guest G --chain C [--direction out|in|both] [--protocol P]\n"
+    "             [--remote CIDR] [--local CIDR] [--port N[-M]]   add a policy, live\n"
+    "  policy rm NAME                remove a policy, live\n"
+    "  topology [--json]             chains and policies in force (and the generation)\n"
     "  provision [-c CONFIG] [--connect URI] [--dry-run|--define|--start|--destroy]\n"
     "                                libvirt domains of the TOVM, SVMs and guests (VM mode)\n"
     "  help [COMMAND]                this help, or a command's\n"
@@ -87,9 +98,10 @@ const char* const kRunHelp =
 
 const char* const kUpHelp =
     "Usage: tosec up [-c CONFIG] [--runtime-dir DIR]\n"
-    "Starts an ivshmem server and a TOE for every guest of CONFIG under a background\n"
-    "supervisor that restarts crashed processes (exponential backoff). Returns 0 once every\n"
-    "TOE is ready, 1 with the error otherwise. Logs: RUNTIME_DIR/logs/.\n";
+    "Starts the host daemon tosec-hostd, which starts an ivshmem server and a TOE for every\n"
+    "guest of CONFIG (and the SVMs of their chains), restarts crashed processes (exponential\n"
+    "backoff) and serves the gRPC API on RUNTIME_DIR/hostd.sock. Returns 0 once every TOE is\n"
+    "ready, 1 with the error otherwise. Logs: RUNTIME_DIR/logs/.\n";
 
 const char* const kDownHelp =
     "Usage: tosec down [-c CONFIG] [--runtime-dir DIR]\n"
@@ -103,11 +115,35 @@ const char* const kStatusHelp =
     "Exit 3 if no platform is running in the runtime dir.\n";
 
 const char* const kStatsHelp =
-    "Usage: tosec stats [-c CONFIG] [--runtime-dir DIR]\n"
-    "Same as `tosec status --json` (metrics export will grow here).\n";
+    "Usage: tosec stats [-c CONFIG] [--runtime-dir DIR] [--json]\n"
+    "Same as `tosec status --json`. Prometheus metrics: [host] metrics_listen in the config\n"
+    "(docs/control-plane.md).\n";
+
+const char* const kChainHelp =
+    "Usage: tosec chain set NAME STEPS [--fail closed|open] [-c CONFIG] [--runtime-dir DIR]\n"
+    "                 [--json]\n"
+    "Adds or replaces chain NAME on the running platform, live: STEPS is a comma list of\n"
+    "steps, a parallel group joined with '+' (ids,waf+av), of SVMs that already run for the\n"
+    "guests whose policies select it. New streams take it; existing streams keep their chain.\n"
+    "Exit: 0 ok, 1 failed, 2 invalid (the message names the field), 3 no platform.\n";
+
+const char* const kPolicyHelp =
+    "Usage: tosec policy add NAME --guest G --chain C [--direction out|in|both]\n"
+    "                  [--protocol tcp|udp|any] [--remote CIDR] [--local CIDR] [--port N[-M]]\n"
+    "       tosec policy rm NAME\n"
+    "       (both take [-c CONFIG] [--runtime-dir DIR] [--json])\n"
+    "Adds (ahead of the others; a policy of the same name is replaced in place) or removes a\n"
+    "policy on the running platform, live. New streams follow the new policies; existing\n"
+    "streams keep their chain. Config policies without a name are policy-1, policy-2, ...\n"
+    "Exit: 0 ok, 1 failed, 2 invalid or unknown policy, 3 no platform.\n";
+
+const char* const kTopologyHelp =
+    "Usage: tosec topology [-c CONFIG] [--runtime-dir DIR] [--json]\n"
+    "The running platform's chains and policies and the topology generation in force.\n";
 
 const char* const kAlertsHelp =
     "Usage: tosec alerts [-c CONFIG] [--runtime-dir DIR] [--file FILE] [--follow] [--json]\n"
+    "With a platform up (and no --file) the alerts come from tosec-hostd (gRPC StreamAlerts).\n"
     "Shows the alerts and blocks of the SVM chains, one line each: time, action, guest, SVM,\n"
     "rule id, message, the stream's client -> server addresses, direction. They come from\n"
     "the alert log RUNTIME_DIR/logs/eve.json (EVE-style JSON lines, docs/svm.md), or FILE\n"
@@ -321,42 +357,97 @@ int cmd_down(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// The daemon's roles under the guests' table of `tosec status`.
+std::string render_roles_table(const tosec::v1::StatusResponse& sr) {
+  static const char* const kStates[] = {"unspecified", "down",     "starting",
+                                        "up",          "degraded", "stopping"};
+  const auto state = static_cast<std::size_t>(sr.state());
+  std::string out = "\nhostd: pid " + std::to_string(sr.pid()) + ", " +
+                    (state < std::size(kStates) ? kStates[state] : "?") + ", topology generation " +
+                    std::to_string(sr.topology_generation());
+  if (!sr.metrics_address().empty()) out += ", metrics http://" + sr.metrics_address() + "/metrics";
+  out += "\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "%-28s %-5s %-11s %-8s %s\n", "ROLE", "KIND", "STATE", "PID",
+                "RESTARTS");
+  out += line;
+  for (const auto& r : sr.roles()) {
+    std::snprintf(line, sizeof line, "%-28s %-5s %-11s %-8d %u\n", r.name().c_str(),
+                  r.kind().c_str(), r.state().c_str(), r.pid(), r.restarts());
+    out += line;
+  }
+  return out;
+}
+
 int cmd_status(const std::string& name, const char* help, const std::vector<std::string>& args,
                bool json) {
   CommonOptions co;
-  if (int r = parse_simple(name, help, args, &co, json ? nullptr : &json); r >= 0) return r;
+  bool json_flag = false;
+  if (int r = parse_simple(name, help, args, &co, &json_flag); r >= 0) return r;
+  json = json || json_flag;
   auto cfg = load(co, nullptr);
   if (!cfg) return kExitUsage;
   const std::string& dir = cfg->platform.runtime_dir;
-  const auto pid = live_supervisor(dir);
-  if (!pid) {
+  if (!live_supervisor(dir)) {
     std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
                  dir.c_str());
     return kExitNotRunning;
   }
-  std::vector<GuestStatus> guests;
-  for (const auto& g : platform_guests(dir)) {
-    GuestStatus gs;
-    gs.guest = g;
-    auto text = fetch_status(guest_paths(dir, g, "").status_socket, std::chrono::seconds(3));
-    if (text) {
-      gs.json = *text;
-      if (auto j = parse_json(gs.json); !j) {
-        gs.error = "TOE sent invalid status: " + j.error().message;
-        gs.json.clear();
-      }
-    } else {
-      gs.error = "TOE not reachable (restarting?): " + text.error().message;
-    }
-    guests.push_back(std::move(gs));
+  auto stub = connect_hostd(dir);
+  tosec::v1::GetGuestStatusResponse resp;
+  if (auto st = stub->GetGuestStatus(call_context(std::chrono::seconds(30)).get(), {}, &resp);
+      !st.ok()) {
+    std::fprintf(stderr, "tosec: %s: tosec-hostd: %s\n", name.c_str(), describe(st).c_str());
+    return exit_code(st);
   }
-  const std::string out =
-      json ? render_status_json(dir, *pid, guests) : render_status_table(dir, *pid, guests);
+  std::vector<GuestStatus> guests;
+  for (const auto& g : resp.guests()) guests.push_back({g.guest(), g.json(), g.error()});
+  std::string out = json ? render_status_json(dir, resp.pid(), guests)
+                         : render_status_table(dir, resp.pid(), guests);
+  if (!json) {
+    tosec::v1::StatusResponse sr;
+    if (stub->Status(call_context(std::chrono::seconds(10)).get(), {}, &sr).ok()) {
+      out += render_roles_table(sr);
+    }
+  }
   std::fputs(out.c_str(), stdout);
   return kExitOk;
 }
 
 std::atomic<bool> g_alerts_stop{false};
+
+int alerts_from_hostd(const Config& cfg, const AlertsOptions& ao) {
+  auto stub = connect_hostd(cfg.platform.runtime_dir);
+  grpc::ClientContext ctx;
+  tosec::v1::StreamAlertsRequest req;
+  req.set_follow(ao.follow);
+  req.set_backlog(~0U);
+  auto reader = stub->StreamAlerts(&ctx, req);
+  // The stream blocks in Read(); a signal sets the flag, and this thread cancels the call.
+  std::thread canceller([&] {
+    while (!g_alerts_stop.load() && ao.follow) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (ao.follow) ctx.TryCancel();
+  });
+  tosec::v1::Alert a;
+  std::size_t n = 0;
+  while (reader->Read(&a)) {
+    ++n;
+    const std::string line = ao.raw ? a.eve_json() : render_alert_line(a.eve_json());
+    std::fprintf(stdout, "%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  const grpc::Status st = reader->Finish();
+  g_alerts_stop.store(true);
+  canceller.join();
+  if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
+    std::fprintf(stderr, "tosec: alerts: tosec-hostd: %s\n", describe(st).c_str());
+    return exit_code(st);
+  }
+  if (n == 0 && !ao.follow) std::fprintf(stdout, "no alerts\n");
+  return kExitOk;
+}
 
 int cmd_alerts(const std::vector<std::string>& args) {
   CommonOptions co;
@@ -382,21 +473,210 @@ int cmd_alerts(const std::vector<std::string>& args) {
       return usage_error("alerts", "unexpected argument '" + args[i] + "'");
     }
   }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_alerts_stop.store(true); };
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
   if (file) {
     ao.path = *file;
   } else {
     auto cfg = load(co, nullptr);
     if (!cfg) return kExitUsage;
     ao.path = cfg->platform.runtime_dir + "/logs/eve.json";
+    // With a platform up the daemon streams them; after `tosec down` the log is read directly.
+    if (live_supervisor(cfg->platform.runtime_dir)) return alerts_from_hostd(*cfg, ao);
   }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_alerts_stop.store(true); };
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
   if (auto s = show_alerts(ao, stdout, &g_alerts_stop); !s) {
     std::fprintf(stderr, "tosec: alerts: %s\n", s.message().c_str());
     return kExitFailed;
   }
+  return kExitOk;
+}
+
+// Options shared by the live-change commands; the rest are collected as (flag, value) pairs.
+struct ChangeArgs {
+  CommonOptions co;
+  bool json = false;
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> flags;
+};
+
+int parse_change(const std::string& cmd, const char* help, const std::vector<std::string>& args,
+                 const std::vector<std::string>& value_flags, ChangeArgs* out) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string err;
+    if (common_option(args, &i, &out->co, &err)) {
+      if (!err.empty()) return usage_error(cmd, err);
+      if (out->co.help) {
+        std::fputs(help, stdout);
+        return kExitOk;
+      }
+      continue;
+    }
+    const std::string& a = args[i];
+    if (a == "--json") {
+      out->json = true;
+    } else if (std::find(value_flags.begin(), value_flags.end(), a) != value_flags.end()) {
+      if (i + 1 >= args.size()) return usage_error(cmd, a + " needs a value");
+      out->flags.emplace_back(a, args[++i]);
+    } else if (a.starts_with("-")) {
+      return usage_error(cmd, "unknown option '" + a + "'");
+    } else {
+      out->positional.push_back(a);
+    }
+  }
+  return -1;
+}
+
+// Runs one live-change call against the running platform and prints its outcome.
+template <typename Response, typename Call>
+int run_change(const ChangeArgs& ca, const std::string& what, Call call) {
+  auto cfg = load(ca.co, nullptr);
+  if (!cfg) return kExitUsage;
+  const std::string& dir = cfg->platform.runtime_dir;
+  if (!live_supervisor(dir)) {
+    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
+                 dir.c_str());
+    return kExitNotRunning;
+  }
+  auto stub = connect_hostd(dir);
+  Response resp;
+  const grpc::Status st = call(*stub, call_context(std::chrono::seconds(60)).get(), &resp);
+  if (!st.ok()) {
+    if (ca.json) {
+      std::printf("{\"ok\": false, \"code\": %d, \"error\": %s}\n",
+                  static_cast<int>(st.error_code()), json_quote(st.error_message()).c_str());
+    }
+    std::fprintf(stderr, "tosec: %s: %s\n", what.c_str(), describe(st).c_str());
+    return exit_code(st);
+  }
+  if (ca.json) {
+    std::string warnings;
+    for (const auto& w : resp.warnings())
+      warnings += (warnings.empty() ? "" : ", ") + json_quote(w);
+    std::printf("{\"ok\": true, \"generation\": %llu, \"warnings\": [%s]}\n",
+                static_cast<unsigned long long>(resp.generation()), warnings.c_str());
+  } else {
+    std::printf("tosec: %s (topology generation %llu)\n", what.c_str(),
+                static_cast<unsigned long long>(resp.generation()));
+    for (const auto& w : resp.warnings()) std::fprintf(stderr, "tosec: warning: %s\n", w.c_str());
+  }
+  return kExitOk;
+}
+
+int cmd_chain(const std::vector<std::string>& args) {
+  ChangeArgs ca;
+  if (int r = parse_change("chain", kChainHelp, args, {"--fail"}, &ca); r >= 0) return r;
+  if (ca.positional.size() != 3 || ca.positional[0] != "set") {
+    return usage_error("chain", "expected: chain set NAME STEPS");
+  }
+  tosec::v1::Chain chain;
+  chain.set_name(ca.positional[1]);
+  auto steps = tosec::hostd::parse_chain_steps(ca.positional[2]);
+  if (!steps) return usage_error("chain", steps.error().message);
+  for (const auto& step : *steps) {
+    auto* s = chain.add_steps();
+    if (step.size() == 1) {
+      s->set_svm(step[0]);
+    } else {
+      for (const auto& m : step) s->mutable_parallel()->add_svms(m);
+    }
+  }
+  chain.set_fail_policy(tosec::v1::FAIL_POLICY_FAIL_CLOSED);
+  for (const auto& [flag, v] : ca.flags) {
+    if (v != "closed" && v != "open") return usage_error("chain", "--fail: closed or open");
+    if (v == "open") chain.set_fail_policy(tosec::v1::FAIL_POLICY_FAIL_OPEN);
+  }
+  tosec::v1::SetChainRequest req;
+  *req.mutable_chain() = chain;
+  return run_change<tosec::v1::SetChainResponse>(
+      ca, "chain " + chain.name() + " set", [&](auto& stub, grpc::ClientContext* ctx, auto* resp) {
+        return stub.SetChain(ctx, req, resp);
+      });
+}
+
+int cmd_policy(const std::vector<std::string>& args) {
+  ChangeArgs ca;
+  if (int r = parse_change(
+          "policy", kPolicyHelp, args,
+          {"--guest", "--chain", "--direction", "--protocol", "--remote", "--local", "--port"},
+          &ca);
+      r >= 0) {
+    return r;
+  }
+  if (ca.positional.size() == 2 && ca.positional[0] == "rm") {
+    if (!ca.flags.empty()) return usage_error("policy", "policy rm takes only NAME");
+    tosec::v1::RemovePolicyRequest req;
+    req.set_name(ca.positional[1]);
+    return run_change<tosec::v1::RemovePolicyResponse>(
+        ca, "policy " + req.name() + " removed",
+        [&](auto& stub, grpc::ClientContext* ctx, auto* resp) {
+          return stub.RemovePolicy(ctx, req, resp);
+        });
+  }
+  if (ca.positional.size() != 2 || ca.positional[0] != "add") {
+    return usage_error("policy", "expected: policy add NAME ... or policy rm NAME");
+  }
+  // The config's [[policy]] keys, checked by the config's own rules (docs/config.md).
+  PolicyConfig p;
+  p.name = ca.positional[1];
+  for (const auto& [flag, v] : ca.flags) {
+    if (flag == "--guest") p.guest = v;
+    if (flag == "--chain") p.chain = v;
+    if (flag == "--direction") p.direction = v;
+    if (flag == "--protocol") p.protocol = v;
+    if (flag == "--remote") p.remote = v;
+    if (flag == "--local") p.local = v;
+    if (flag == "--port") p.port = v;
+  }
+  if (p.guest.empty() || p.chain.empty()) {
+    return usage_error("policy", "policy add needs --guest and --chain");
+  }
+  if (p.direction != "out" && p.direction != "in" && p.direction != "both") {
+    return usage_error("policy", "--direction: out, in or both");
+  }
+  if (p.protocol != "tcp" && p.protocol != "udp" && p.protocol != "any") {
+    return usage_error("policy", "--protocol: tcp, udp or any");
+  }
+  for (const auto* cidr : {&p.remote, &p.local}) {
+    if (cidr->empty()) continue;
+    if (auto s = check_cidr(*cidr); !s) return usage_error("policy", s.message());
+  }
+  if (!p.port.empty()) {
+    if (auto s = check_port_spec(p.port); !s)
+      return usage_error("policy", "--port: " + s.message());
+  }
+  Config one = default_config();
+  one.policies = {p};
+  one.chains = {ChainConfig{p.chain, {}, "closed", 2000}};
+  auto topo = tosec::hostd::config_to_topology(one, 0);
+  tosec::v1::AddPolicyRequest req;
+  *req.mutable_policy() = topo.policies(0);
+  return run_change<tosec::v1::AddPolicyResponse>(
+      ca, "policy " + p.name + " added", [&](auto& stub, grpc::ClientContext* ctx, auto* resp) {
+        return stub.AddPolicy(ctx, req, resp);
+      });
+}
+
+int cmd_topology(const std::vector<std::string>& args) {
+  ChangeArgs ca;
+  if (int r = parse_change("topology", kTopologyHelp, args, {}, &ca); r >= 0) return r;
+  if (!ca.positional.empty()) return usage_error("topology", "unexpected argument");
+  auto cfg = load(ca.co, nullptr);
+  if (!cfg) return kExitUsage;
+  if (!live_supervisor(cfg->platform.runtime_dir)) {
+    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
+                 cfg->platform.runtime_dir.c_str());
+    return kExitNotRunning;
+  }
+  auto stub = connect_hostd(cfg->platform.runtime_dir);
+  tosec::v1::Topology t;
+  const grpc::Status st = stub->GetTopology(call_context(std::chrono::seconds(10)).get(), {}, &t);
+  if (!st.ok()) {
+    std::fprintf(stderr, "tosec: topology: %s\n", describe(st).c_str());
+    return exit_code(st);
+  }
+  std::fputs(tosec::hostd::render_topology(t, ca.json).c_str(), stdout);
   return kExitOk;
 }
 
@@ -465,6 +745,9 @@ int main(int argc, char* argv[]) {
                        : what == "stats"     ? kStatsHelp
                        : what == "alerts"    ? kAlertsHelp
                        : what == "provision" ? kProvisionHelp
+                       : what == "chain"     ? kChainHelp
+                       : what == "policy"    ? kPolicyHelp
+                       : what == "topology"  ? kTopologyHelp
                                              : nullptr;
     if (text == nullptr) return usage_error("", "unknown command '" + what + "'");
     std::fputs(text, stdout);
@@ -477,5 +760,8 @@ int main(int argc, char* argv[]) {
   if (cmd == "stats") return cmd_status("stats", kStatsHelp, rest, true);
   if (cmd == "alerts") return cmd_alerts(rest);
   if (cmd == "provision") return cmd_provision(rest);
+  if (cmd == "chain") return cmd_chain(rest);
+  if (cmd == "policy") return cmd_policy(rest);
+  if (cmd == "topology") return cmd_topology(rest);
   return usage_error("", "unknown command '" + cmd + "'");
 }

@@ -156,7 +156,7 @@ TEST(CliConfig, UnknownKeysAreErrors) {
   const std::string top = parse_error("[platfrom]\nruntime_dir = \"/x\"\n");
   EXPECT_EQ(top, "t.toml:1:2: platfrom: unknown key (did you mean 'platform'?)");
   const std::string far = parse_error("colour = 1\n");
-  EXPECT_NE(far.find("t.toml:1:1: colour: unknown key (known keys: platform tovm guest"),
+  EXPECT_NE(far.find("t.toml:1:1: colour: unknown key (known keys: platform host tovm guest"),
             std::string::npos)
       << far;
 }
@@ -260,8 +260,26 @@ TEST(CliConfig, SvmChainPolicy) {
                 .find("t.toml:13:10: policy[0].remote:"),
             std::string::npos);
   EXPECT_EQ(parse_error(chain + "[[policy]]\nguest = \"default\"\nchain = \"c\"\nlocal_port = 1\n"),
-            "t.toml:13:1: policy[0].local_port: unknown key (known keys: guest direction chain "
-            "protocol remote local port)");
+            "t.toml:13:1: policy[0].local_port: unknown key (known keys: name guest direction "
+            "chain protocol remote local port)");
+}
+
+TEST(CliConfig, PolicyNamesAndHostMetrics) {
+  auto c = parse_config(
+      "[host]\nmetrics_listen = \"127.0.0.1:9464\"\n[[svm]]\nname = \"ids\"\nengine = "
+      "\"ids\"\n[[chain]]\nname = \"c\"\nsteps = [\"ids\"]\n[[policy]]\nguest = "
+      "\"default\"\nchain = \"c\"\n[[policy]]\nname = \"mine\"\nguest = \"default\"\nchain = "
+      "\"c\"\n",
+      "t.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->host.metrics_listen, "127.0.0.1:9464");
+  ASSERT_EQ(c->policies.size(), 2U);
+  EXPECT_EQ(c->policies[0].name, "policy-1");
+  EXPECT_EQ(c->policies[1].name, "mine");
+  EXPECT_EQ(parse_error("[host]\nmetrics_listen = \"localhost:80\"\n"),
+            "t.toml:2:18: host.metrics_listen: \"localhost:80\" is not an IPv4 address and port "
+            "(like 127.0.0.1:9464; port 0 picks a free one)");
+  EXPECT_TRUE(default_config().host.metrics_listen.empty());
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ struct PlatformConfig {
   std::string runtime_dir = kDefaultRuntimeDir;
 };
 
+// [host]: the host daemon tosec-hostd (docs/control-plane.md).
+struct HostConfig {
+  // Prometheus /metrics listen address "IP:PORT"; empty (the default) serves no metrics.
+  std::string metrics_listen;
+};
+
 struct TovmConfig {
   // "shared": `tosec up` runs one tosec-tovm process for every guest, guest i on worker thread
   // i % workers; "per-guest": one tosec-tovm process per guest (a crash touches one guest only).
@@ -68,6 +74,7 @@ struct ChainConfig {
 };
 
 struct PolicyConfig {
+  std::string name;  // operator's name for live changes; "policy-N" (1-based) when not given
   std::string guest;
   std::string direction = "both";  // "out" | "in" | "both"
   std::string chain;
@@ -93,6 +100,7 @@ struct VmConfig {
 struct Config {
   std::string source;  // file name, or "<built-in defaults>"
   PlatformConfig platform;
+  HostConfig host;
   TovmConfig tovm;
   VmConfig vm;
   std::vector<GuestConfig> guests;
@@ -121,5 +129,10 @@ rpc::Status check_exclude_entry(std::string_view entry);
 rpc::Result<std::vector<std::string>> parse_exclude_list(std::string_view list);
 // Guest names: 1-32 of [A-Za-z0-9_.-], starting with a letter or digit (they become file names).
 rpc::Status check_guest_name(std::string_view name);
+// An address with an optional /prefix ("10.0.0.0/8", "::1"); a port or range ("80", "80-90").
+rpc::Status check_cidr(std::string_view text);
+rpc::Status check_port_spec(std::string_view text);
+// "127.0.0.1:9464": an IPv4 address and a port (0 = any free one).
+rpc::Status check_listen_address(std::string_view text);
 
 }  // namespace tosec::cli

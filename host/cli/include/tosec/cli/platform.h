@@ -119,12 +119,17 @@ class GuestPlatform {
   // The SVM index of a child pid (-1 if it is not one of our SVMs).
   int svm_index(pid_t pid) const;
   const InspectionPlan& inspection() const { return inspection_; }
+  // A live change (tosec-hostd): the topology the TOE is given from now on, also on a restart.
+  void set_topology(tosec::v1::Topology topology) { inspection_.topology = std::move(topology); }
   const InspectionPaths& inspection_paths() const { return inspection_paths_; }
   // A child was reaped elsewhere: forget its pid. Returns true if it was one of ours.
   bool forget(pid_t pid);
 
   pid_t server_pid() const { return server_pid_; }
   pid_t tovm_pid() const { return tovm_pid_; }
+  pid_t svm_pid(std::size_t index) const {
+    return index < svm_pids_.size() ? svm_pids_[index] : -1;
+  }
   const GuestConfig& guest() const { return guest_; }
   const GuestPaths& paths() const { return paths_; }
   // Process-group isolation and PDEATHSIG for the children (both true by default).

@@ -1,6 +1,7 @@
-// `tosec up` / `tosec down`: the background supervisor of a platform.
+// `tosec up` / `tosec down`: the background daemon of a platform, tosec-hostd (host/hostd/).
 //
-// `tosec up` forks a daemon (double fork, setsid, stdio to <runtime>/logs/supervisor.log) that
+// `tosec up` forks and execs the daemon (double fork, setsid; its stdio goes to
+// <runtime>/logs/supervisor.log) that
 // holds an exclusive flock on <runtime>/supervisor.pid for its whole life: "a platform is
 // running" means exactly "that lock is held", which survives pid reuse and stale files. The
 // daemon starts every guest's ivshmem server and TOE, reports readiness (or the first error)
@@ -23,6 +24,9 @@
 namespace tosec::cli {
 
 inline constexpr const char* kPidFileName = "supervisor.pid";
+inline constexpr const char* kHostdName = "tosec-hostd";
+// tosec-hostd's gRPC socket (HostControl), mode 0600.
+inline constexpr const char* kHostdSocketName = "hostd.sock";
 
 // The pid of the live supervisor of `runtime_dir`, if any.
 std::optional<pid_t> live_supervisor(const std::string& runtime_dir);
@@ -32,7 +36,8 @@ std::vector<std::string> platform_guests(const std::string& runtime_dir);
 std::vector<std::string> platform_guest_exclude(const std::string& runtime_dir,
                                                 const std::string& guest);
 
-// Starts the supervisor and returns once every TOE is ready (or with the first error).
+// Starts tosec-hostd (next to the TOE binary) as a daemon and returns once every TOE is ready (or
+// with the first error).
 rpc::Status platform_up(const Config& cfg, const Binaries& bin);
 // Stops the supervisor of `runtime_dir` and waits for it. *was_running tells whether it ran.
 rpc::Status platform_down(const std::string& runtime_dir, bool* was_running);
