@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -32,7 +33,9 @@ inline rpc::GuestChannelConfig small_config() {
 
 class ToeHarness {
  public:
-  explicit ToeHarness(rpc::GuestChannelConfig cfg = small_config())
+  // `customize` adjusts the options before the worker is created (inspection, ...).
+  explicit ToeHarness(rpc::GuestChannelConfig cfg = small_config(),
+                      const std::function<void(TovmOptions&)>& customize = {})
       : ivs_(host::IvshmemServerConfig{dir_.file("ivs.sock"), 1},
              rpc::guest_region_layout(cfg).pow2_size()) {
     if (!ivs_.ok()) {
@@ -45,6 +48,7 @@ class ToeHarness {
     opts_.status = dir_.file("status.sock");
     opts_.channel = cfg;
     opts_.log_level = LogLevel::kError;
+    if (customize) customize(opts_);
     auto w = Worker::create(opts_, false);
     if (!w) {
       error_ = "worker: " + w.error().message;
@@ -64,6 +68,8 @@ class ToeHarness {
   bool ok() const { return worker_ != nullptr; }
   const std::string& error() const { return error_; }
   const TovmOptions& options() const { return opts_; }
+  Worker& worker() { return *worker_; }
+  std::string file(const std::string& name) const { return dir_.file(name); }
 
   std::string status() const {
     rpc::UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
