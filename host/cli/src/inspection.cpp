@@ -22,6 +22,25 @@ bool is_engine(std::string_view s) {
   return std::find(std::begin(kEngines), std::end(kEngines), s) != std::end(kEngines);
 }
 
+tosec::v1::Protocol protocol(const std::string& p) {
+  if (p == "tcp") return tosec::v1::PROTOCOL_TCP;
+  if (p == "udp") return tosec::v1::PROTOCOL_UDP;
+  return tosec::v1::PROTOCOL_ANY;
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto pos = s.find(sep, start);
+    out.emplace_back(s.substr(start, pos == std::string_view::npos ? s.npos : pos - start));
+    if (pos == std::string_view::npos) return out;
+    start = pos + 1;
+  }
+}
+
+}  // namespace
+
 tosec::v1::EngineType engine_type(const std::string& e) {
   if (e == "ids") return tosec::v1::ENGINE_TYPE_IDS;
   if (e == "waf") return tosec::v1::ENGINE_TYPE_WAF;
@@ -57,25 +76,6 @@ void set_ports(const std::string& spec, tosec::v1::PortRange* out) {
   out->set_first(first);
   out->set_last(last);
 }
-
-tosec::v1::Protocol protocol(const std::string& p) {
-  if (p == "tcp") return tosec::v1::PROTOCOL_TCP;
-  if (p == "udp") return tosec::v1::PROTOCOL_UDP;
-  return tosec::v1::PROTOCOL_ANY;
-}
-
-std::vector<std::string> split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (;;) {
-    const auto pos = s.find(sep, start);
-    out.emplace_back(s.substr(start, pos == std::string_view::npos ? s.npos : pos - start));
-    if (pos == std::string_view::npos) return out;
-    start = pos + 1;
-  }
-}
-
-}  // namespace
 
 std::string default_rules(const std::string& engine, const std::string& data_dir) {
   if (engine == "ids") return data_dir + "/rules/ids.rules";

@@ -357,6 +357,16 @@ int cmd_down(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// A stub for the daemon of `dir`; nullptr (after saying so) when no platform runs there.
+std::unique_ptr<tosec::v1::HostControl::Stub> hostd_of(const std::string& dir) {
+  if (!live_supervisor(dir)) {
+    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
+                 dir.c_str());
+    return nullptr;
+  }
+  return connect_hostd(dir);
+}
+
 // The daemon's roles under the guests' table of `tosec status`.
 std::string render_roles_table(const tosec::v1::StatusResponse& sr) {
   static const char* const kStates[] = {"unspecified", "down",     "starting",
@@ -388,12 +398,8 @@ int cmd_status(const std::string& name, const char* help, const std::vector<std:
   auto cfg = load(co, nullptr);
   if (!cfg) return kExitUsage;
   const std::string& dir = cfg->platform.runtime_dir;
-  if (!live_supervisor(dir)) {
-    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
-                 dir.c_str());
-    return kExitNotRunning;
-  }
-  auto stub = connect_hostd(dir);
+  auto stub = hostd_of(dir);
+  if (!stub) return kExitNotRunning;
   tosec::v1::GetGuestStatusResponse resp;
   if (auto st = stub->GetGuestStatus(call_context(std::chrono::seconds(30)).get(), {}, &resp);
       !st.ok()) {
@@ -534,12 +540,8 @@ int run_change(const ChangeArgs& ca, const std::string& what, Call call) {
   auto cfg = load(ca.co, nullptr);
   if (!cfg) return kExitUsage;
   const std::string& dir = cfg->platform.runtime_dir;
-  if (!live_supervisor(dir)) {
-    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
-                 dir.c_str());
-    return kExitNotRunning;
-  }
-  auto stub = connect_hostd(dir);
+  auto stub = hostd_of(dir);
+  if (!stub) return kExitNotRunning;
   Response resp;
   const grpc::Status st = call(*stub, call_context(std::chrono::seconds(60)).get(), &resp);
   if (!st.ok()) {
@@ -664,12 +666,8 @@ int cmd_topology(const std::vector<std::string>& args) {
   if (!ca.positional.empty()) return usage_error("topology", "unexpected argument");
   auto cfg = load(ca.co, nullptr);
   if (!cfg) return kExitUsage;
-  if (!live_supervisor(cfg->platform.runtime_dir)) {
-    std::fprintf(stderr, "tosec: no platform running in %s (start one with `tosec up`)\n",
-                 cfg->platform.runtime_dir.c_str());
-    return kExitNotRunning;
-  }
-  auto stub = connect_hostd(cfg->platform.runtime_dir);
+  auto stub = hostd_of(cfg->platform.runtime_dir);
+  if (!stub) return kExitNotRunning;
   tosec::v1::Topology t;
   const grpc::Status st = stub->GetTopology(call_context(std::chrono::seconds(10)).get(), {}, &t);
   if (!st.ok()) {

@@ -17,14 +17,6 @@ namespace v1 = tosec::v1;
 
 namespace {
 
-v1::EngineType engine_type(const std::string& e) {
-  if (e == "ids") return v1::ENGINE_TYPE_IDS;
-  if (e == "waf") return v1::ENGINE_TYPE_WAF;
-  if (e == "av") return v1::ENGINE_TYPE_AV;
-  if (e == "acl") return v1::ENGINE_TYPE_ACL;
-  return v1::ENGINE_TYPE_UNSPECIFIED;
-}
-
 std::string cidr_text(const v1::IpPrefix& p) {
   char buf[INET6_ADDRSTRLEN] = {};
   const int af = p.address().size() == 4 ? AF_INET : AF_INET6;
@@ -32,36 +24,10 @@ std::string cidr_text(const v1::IpPrefix& p) {
   return std::string(buf) + "/" + std::to_string(p.prefix_len());
 }
 
-void set_prefix(const std::string& cidr, v1::IpPrefix* out) {
-  std::string addr = cidr;
-  int len = -1;
-  if (auto slash = addr.find('/'); slash != std::string::npos) {
-    len = std::stoi(addr.substr(slash + 1));
-    addr.resize(slash);
-  }
-  unsigned char buf[16];
-  if (::inet_pton(AF_INET, addr.c_str(), buf) == 1) {
-    out->set_address(buf, 4);
-    out->set_prefix_len(static_cast<std::uint32_t>(len < 0 ? 32 : len));
-  } else if (::inet_pton(AF_INET6, addr.c_str(), buf) == 1) {
-    out->set_address(buf, 16);
-    out->set_prefix_len(static_cast<std::uint32_t>(len < 0 ? 128 : len));
-  }
-}
-
 std::string ports_text(const v1::PortRange& r) {
   if (r.first() == 0 && r.last() == 0) return {};
   if (r.last() == 0 || r.last() == r.first()) return std::to_string(r.first());
   return std::to_string(r.first()) + "-" + std::to_string(r.last());
-}
-
-void set_ports(const std::string& spec, v1::PortRange* out) {
-  const auto dash = spec.find('-');
-  const auto first = static_cast<std::uint32_t>(std::stoul(spec.substr(0, dash)));
-  out->set_first(first);
-  out->set_last(dash == std::string::npos
-                    ? first
-                    : static_cast<std::uint32_t>(std::stoul(spec.substr(dash + 1))));
 }
 
 Result<cli::ChainConfig> chain_from_proto(const v1::Chain& c) {
@@ -173,7 +139,7 @@ v1::Topology config_to_topology(const cli::Config& cfg, std::uint64_t generation
     auto* ps = t.add_svms();
     ps->set_name(s.name);
     ps->set_id(++id);
-    ps->set_engine(engine_type(s.engine));
+    ps->set_engine(cli::engine_type(s.engine));
     ps->set_tovm("tovm");
     ps->set_read_only(true);
     ps->set_mode(s.mode == "detect" ? v1::INSPECTION_MODE_DETECT : v1::INSPECTION_MODE_PREVENT);
@@ -211,11 +177,11 @@ v1::Topology config_to_topology(const cli::Config& cfg, std::uint64_t generation
     pp->set_protocol(p.protocol == "tcp"   ? v1::PROTOCOL_TCP
                      : p.protocol == "udp" ? v1::PROTOCOL_UDP
                                            : v1::PROTOCOL_ANY);
-    if (!p.local.empty()) set_prefix(p.local, pp->mutable_local());
-    if (!p.remote.empty()) set_prefix(p.remote, pp->mutable_remote());
+    if (!p.local.empty()) cli::set_prefix(p.local, pp->mutable_local());
+    if (!p.remote.empty()) cli::set_prefix(p.remote, pp->mutable_remote());
     if (!p.port.empty()) {
-      set_ports(p.port,
-                p.direction == "in" ? pp->mutable_local_ports() : pp->mutable_remote_ports());
+      cli::set_ports(p.port,
+                     p.direction == "in" ? pp->mutable_local_ports() : pp->mutable_remote_ports());
     }
   }
   return t;

@@ -70,6 +70,11 @@ struct InspectionPaths {
 std::vector<std::string> svm_argv(const std::string& svm_binary, const SvmInstance& svm,
                                   const InspectionPaths& paths);
 
+// Config values -> Topology fields (the config parser validated the text already).
+tosec::v1::EngineType engine_type(const std::string& engine);
+void set_prefix(const std::string& cidr, tosec::v1::IpPrefix* out);
+void set_ports(const std::string& spec, tosec::v1::PortRange* out);
+
 // Writes the topology file (binary protobuf, replaced atomically by rename).
 rpc::Status write_topology(const tosec::v1::Topology& topology, const std::string& path);
 
