@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs inside the guest image that vm_images.boot boots (kernel cmdline tosec.run=<this file>):
+# the ivshmem-doorbell device QEMU was given is visible at slot 08 with its 4 MiB BAR2, the
+# VM-mode modules are loaded (vfio in no-IOMMU mode), and the preload shim loads into Debian's
+# curl. Prints one line per check; exits non-zero if any failed.
+failed=0
+ok() { echo "check ok: $*"; }
+bad() { echo "check FAILED: $*"; failed=1; }
+
+dev=
+for d in /sys/bus/pci/devices/*; do
+  if [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1110 ]; then dev=$d; fi
+done
+if [ -z "$dev" ]; then
+  bad "no PCI device 1af4:1110 in /sys/bus/pci/devices"
+else
+  ok "ivshmem device $(basename "$dev")"
+  [ "$(basename "$dev")" = 0000:00:08.0 ] && ok "at slot 08" || bad "expected slot 0000:00:08.0"
+  size=$(stat -c %s "$dev/resource2" 2>/dev/null)
+  [ "$size" = 4194304 ] && ok "resource2 is 4 MiB" || bad "resource2 size '$size', expected 4194304"
+  [ -e "$dev/resource0" ] && ok "resource0 (registers)" || bad "no resource0"
+fi
+
+for m in vfio vfio_iommu_type1 vfio_pci uio uio_pci_generic; do
+  [ -d "/sys/module/$m" ] && ok "module $m loaded" || bad "module $m not loaded"
+done
+noiommu=$(cat /sys/module/vfio/parameters/enable_unsafe_noiommu_mode 2>/dev/null)
+[ "$noiommu" = Y ] && ok "vfio no-IOMMU mode on" || bad "vfio enable_unsafe_noiommu_mode is '$noiommu'"
+
+LD_DEBUG=files LD_PRELOAD=/usr/lib/tosec/libtosec-preload.so curl --version >/tmp/curl.out 2>/tmp/ld.out
+rc=$?
+[ $rc = 0 ] && grep -q '^curl ' /tmp/curl.out && ok "curl runs with the shim preloaded" ||
+  bad "curl --version under LD_PRELOAD exited $rc: $(head -c 400 /tmp/curl.out /tmp/ld.out)"
+grep -q 'calling init: /usr/lib/tosec/libtosec-preload.so' /tmp/ld.out &&
+  ok "libtosec-preload.so initialised in curl" || bad "the dynamic loader never ran the shim's init"
+exit $failed
