@@ -1,5 +1,7 @@
 #include "tosec/hostd/metrics.h"
 
+#include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <map>
 
@@ -23,10 +25,11 @@ std::string label(const std::string& v) {
   return out;
 }
 
+// Shortest text that reads back as the same double ("1e-06", not "9.9999999999999995e-07").
 std::string num(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 const JsonValue* number_field(const JsonValue& o, const char* key) {
@@ -117,6 +120,18 @@ void guest_metrics(Families& f, const std::string& guest, const JsonValue& j) {
   if (const auto* v = number_field(j, "topology_generation")) {
     f.add("tosec_guest_topology_generation", "gauge", "Topology generation in force in the TOE", g,
           v->number);
+  }
+  // The TOE's inspection counters (docs/tovm.md): gauges for the two levels, counters otherwise.
+  if (const auto* in = j.get("inspection"); in != nullptr && in->type == JsonValue::Type::kObject) {
+    for (const auto& [key, v] : in->object) {
+      if (v.type != JsonValue::Type::kNumber) continue;
+      bool valid = !key.empty();
+      for (char c : key) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+      if (!valid) continue;
+      const bool level = key == "inflight" || key == "pool_free";
+      f.add("tosec_inspection_" + key + (level ? "" : "_total"), level ? "gauge" : "counter",
+            "TOE inspection counter (docs/tovm.md)", g, v.number);
+    }
   }
   const JsonValue* m = j.get("metrics");
   if (m == nullptr || m->type != JsonValue::Type::kObject) return;

@@ -23,7 +23,8 @@ const char* const kBasic =
     R"("rx_backpressure_events":0,"bad_descriptors":3,"guests_reclaimed":0})";
 
 const char* const kWithMetrics =
-    R"({"guest":"web","bytes_from_guest":1,"topology_generation":4,"metrics":{"streams":)"
+    R"({"guest":"web","bytes_from_guest":1,"topology_generation":4,"inspection":{"inflight":2,)"
+    R"("deadline_misses":1},"metrics":{"streams":)"
     R"({"inspected":5,"blocked":1,"passed_bytes":900},"svms":[{"name":"ids","node":1,)"
     R"("payloads":6,"bytes":700,"pass":5,"alert":1,"block":1,"latency_us":{"buckets":)"
     R"([[1,0],[10,2],[100,6],["+Inf",6]],"sum":250.5,"count":6}}],"rings":[{"name":)"
@@ -75,10 +76,20 @@ TEST(HostdMetrics, TheToesMetricsObject) {
       std::string::npos);
   EXPECT_NE(text.find("tosec_svm_latency_seconds_count{guest=\"web\",svm=\"ids\"} 6\n"),
             std::string::npos);
+  EXPECT_NE(
+      text.find("tosec_svm_latency_seconds_bucket{guest=\"web\",svm=\"ids\",le=\"1e-05\"} 2\n"),
+      std::string::npos)
+      << text;
   EXPECT_NE(text.find("tosec_ring_capacity{guest=\"web\",ring=\"lane0.req\"} 256\n"),
             std::string::npos);
   EXPECT_NE(text.find("tosec_streams_blocked_total{guest=\"web\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("tosec_guest_topology_generation{guest=\"web\"} 4\n"), std::string::npos);
+  EXPECT_NE(
+      text.find(
+          "# TYPE tosec_inspection_inflight gauge\ntosec_inspection_inflight{guest=\"web\"} 2\n"),
+      std::string::npos);
+  EXPECT_NE(text.find("tosec_inspection_deadline_misses_total{guest=\"web\"} 1\n"),
+            std::string::npos);
 }
 
 TEST(HostdMetrics, LabelValuesAreEscaped) {
