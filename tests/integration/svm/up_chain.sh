@@ -57,13 +57,9 @@ direction = "out"
 chain = "out"
 TOML
 
-www="$APPS_TMP/www"
-mkdir -p "$www"
-printf 'hello from the peer\n' >"$www/index.html"
-free_port
-port=$FREE_PORT
-start_bg www --peer /usr/bin/python3 -m http.server "$port" --bind "$PEER_IP" --directory "$www"
-wait_for_port --peer "$PEER_IP" "$port" 15 "$BG_PID" www
+start_peer_www
+www=$WWW_DIR
+port=$WWW_PORT
 
 "$TOSEC" up -c "$cfg" >"$APPS_TMP/up.out" 2>&1 || fail "tosec up: $(tail -n 5 "$APPS_TMP/up.out")"
 log "platform up: $(head -n 1 "$APPS_TMP/up.out")"

@@ -99,3 +99,15 @@ expect_sha() {
   [[ "$got" == "$sum" ]] ||
     fail "$name checksum differs: got $got ($(stat -c %s "$file") bytes), expected $sum"
 }
+
+# Serves a one-page site ("hello from the peer") from the peer namespace with python3's
+# http.server on a free port. Sets WWW_DIR (the served directory) and WWW_PORT.
+start_peer_www() {
+  WWW_DIR="$APPS_TMP/www"
+  mkdir -p "$WWW_DIR"
+  printf 'hello from the peer\n' >"$WWW_DIR/index.html"
+  free_port
+  WWW_PORT=$FREE_PORT
+  start_bg www --peer /usr/bin/python3 -m http.server "$WWW_PORT" --bind "$PEER_IP" --directory "$WWW_DIR"
+  wait_for_port --peer "$PEER_IP" "$WWW_PORT" 15 "$BG_PID" www
+}
