@@ -36,7 +36,7 @@ struct Options {
   std::string name;
   long node = -1;
   std::string ivshmem;
-  unsigned workers = 1;
+  unsigned workers = 0;  // inline: the manager thread inspects (runtime.h)
   svm::InspectMode mode = svm::InspectMode::kPrevent;
   std::string alert_log;
   std::string status;
@@ -126,8 +126,8 @@ int main(int argc, char** argv) {
       case 'w': {
         char* end = nullptr;
         const long w = std::strtol(optarg, &end, 10);
-        if (end == optarg || *end != '\0' || w < 1 || w > 64) {
-          return fail(std::string("--workers '") + optarg + "' is not in [1, 64]");
+        if (end == optarg || *end != '\0' || w < 0 || w > 64) {
+          return fail(std::string("--workers '") + optarg + "' is not in [0, 64]");
         }
         o.workers = static_cast<unsigned>(w);
         break;

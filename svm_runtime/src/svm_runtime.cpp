@@ -145,7 +145,9 @@ class Runtime final : public SvmRuntime {
   std::optional<rpc::ControlChannel> ctl_down_;
   std::optional<rpc::ControlChannel> ctl_up_;
   std::mutex ctl_up_mu_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Worker>> workers_;  // empty: inline mode (workers = 0)
+  std::unique_ptr<EngineThread> inline_thread_;   // inline mode: the manager's engine thread
+  std::unordered_map<std::uint64_t, StreamState> inline_streams_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   SvmCounters c_;
@@ -156,8 +158,17 @@ class Runtime final : public SvmRuntime {
 };
 
 rpc::Status Runtime::run() {
-  const unsigned nworkers = std::max(1U, opt_.workers);
-  for (unsigned i = 0; i < nworkers; ++i) workers_.push_back(std::make_unique<Worker>());
+  if (opt_.workers == 0) {
+    // Inline: the manager inspects what it dequeues. No hand-off to a worker thread, so no
+    // futex wake-up per payload: on 2 vCPUs that wake-up cost more than the inspection.
+    auto made = engine_.make_thread();
+    if (made) {
+      inline_thread_ = std::move(*made);
+    } else {
+      note_error("svm " + opt_.name + ": engine thread: " + made.error().message);
+    }
+  }
+  for (unsigned i = 0; i < opt_.workers; ++i) workers_.push_back(std::make_unique<Worker>());
   for (auto& w : workers_) w->thread = std::thread([this, wp = w.get()] { worker_loop(*wp); });
   rpc::NodeSlot* slot = ch_.node(opt_.node);
   ch_.announce(opt_.node, peer_, vector_, opt_.name);
@@ -280,6 +291,17 @@ void Runtime::handle(const InspectDesc& d, std::uint16_t from) {
 }
 
 void Runtime::dispatch(WorkItem item) {
+  if (workers_.empty()) {  // inline mode (workers = 0): the busy mark stands in for a worker's
+    rpc::NodeSlot* slot = ch_.node(opt_.node);
+    slot->busy_since_ns.store(rpc::monotonic_ns(), std::memory_order_relaxed);
+    if (item.desc.kind == InspectKind::kPayload) {
+      process_payload(inline_streams_, inline_thread_.get(), item);
+    } else {
+      process_end(inline_streams_, item);
+    }
+    slot->busy_since_ns.store(0, std::memory_order_relaxed);
+    return;
+  }
   Worker& w = *workers_[item.desc.stream_id % workers_.size()];
   {
     std::lock_guard lk(w.mu);

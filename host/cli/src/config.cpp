@@ -533,7 +533,7 @@ class Parser {
     }
     if (!s.rules.empty()) s.rules = resolve_config_path(source_, s.rules);
     get_enum(t, "mode", path, {"prevent", "detect"}, &s.mode);
-    get_uint(t, "workers", path, 1, 64, &s.workers);
+    get_uint(t, "workers", path, 0, 64, &s.workers);
     if (const toml::node* n = t.get("options")) {
       const auto* opts = n->as_table();
       if (opts == nullptr) {

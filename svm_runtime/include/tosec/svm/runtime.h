@@ -35,9 +35,13 @@ namespace tosec::svm {
 enum class InspectMode : std::uint8_t { kPrevent, kDetect };
 
 struct SvmRuntimeOptions {
-  std::uint16_t node = 1;                    // our node id in the region, [1, nodes)
-  std::string name = "svm";                  // instance name (alerts, stats, node slot)
-  unsigned workers = 1;                      // worker threads
+  std::uint16_t node = 1;    // our node id in the region, [1, nodes)
+  std::string name = "svm";  // instance name (alerts, stats, node slot)
+  // 0 (default): the manager thread inspects each payload itself, no hand-off (a futex wake-up
+  // per payload costs more than an inspection on a few vCPUs: docs/evaluation/paper.md).
+  // N > 0: N worker threads, streams spread by id; the manager stays free for control and
+  // heartbeats while an engine scans long payloads (AV).
+  unsigned workers = 0;
   InspectMode mode = InspectMode::kPrevent;  // detect: blocks become alerts ("allowed")
   AlertLog* alerts = nullptr;                // may be null: findings are then only counted
   rpc::SpinPolicy spin{};

@@ -127,7 +127,7 @@ class Harness {
 
   // Starts an SVM on `node` with `engine` (kept alive by the harness).
   SvmRuntime& start_svm(std::uint16_t node, std::unique_ptr<Engine> engine,
-                        InspectMode mode = InspectMode::kPrevent, unsigned workers = 1,
+                        InspectMode mode = InspectMode::kPrevent, unsigned workers = 0,
                         AlertLog* alerts = nullptr) {
     Running& r = running_[node];
     r.engine = std::move(engine);

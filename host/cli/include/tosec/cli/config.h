@@ -62,7 +62,7 @@ struct SvmConfig {
   std::string rules;   // rules file or directory, absolute (resolved against the config file);
                        // empty: the engine's shipped default under examples/rules
   std::string mode = "prevent";                // "prevent" (blocks) | "detect" (alerts only)
-  std::uint32_t workers = 1;                   // inspection worker threads
+  std::uint32_t workers = 0;                   // inspection worker threads (0: inline)
   std::map<std::string, std::string> options;  // engine-specific settings
 };
 
