@@ -228,7 +228,9 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
     for (const auto& name : order) {
       auto& [svm, shmem] = svms[name];
       DomainSpec d = make_domain(cfg, images, Role::kSvm, name, std::move(shmem));
-      d.vcpus = svm.workers;
+      // The manager thread inspects inline (workers = 0) or hands off to worker threads: one
+      // vCPU for the manager plus one per worker.
+      d.vcpus = svm.workers + 1;
       d.cmdline = " tosec.engine=" + svm.engine + " tosec.mode=" + svm.mode +
                   " tosec.workers=" + std::to_string(svm.workers);
       out.push_back(std::move(d));

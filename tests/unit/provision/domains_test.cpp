@@ -82,7 +82,7 @@ TEST(ProvisionPlan, TovmSvmsAndGuestsInStartOrderWithTheirRegions) {
   EXPECT_EQ(ids.shmem[0].server, cli::inspection_paths("/run/t", "web", "").ivshmem_socket);
   ASSERT_TRUE(ids.shmem[0].node.has_value());
   EXPECT_EQ(*ids.shmem[0].node, 1U);  // node 0 is the TOE
-  EXPECT_EQ(ids.vcpus, 3U);
+  EXPECT_EQ(ids.vcpus, 4U);           // the manager + 3 workers
   EXPECT_NE(ids.cmdline.find("tosec.shmem=inspect:web:1@08"), std::string::npos) << ids.cmdline;
   EXPECT_NE(ids.cmdline.find("tosec.engine=ids"), std::string::npos);
 
