@@ -99,6 +99,7 @@ class Plane final : public InspectionPlane {
   rpc::Result<bool> wait(std::int64_t timeout_ns) override;
   bool prepare_sleep() override;
   void after_wake() override;
+  bool has_work() override;
   int max_sleep_ms() const override { return flights_.empty() && quarantine_.empty() ? -1 : 5; }
   void node_departed(rpc::PeerId peer) override;
   void mark_down(std::uint16_t node, const std::string& why) override;
@@ -942,6 +943,15 @@ bool Plane::prepare_sleep() {
 
 void Plane::after_wake() {
   for (auto* f : sleeping_) f->store(0, std::memory_order_relaxed);
+}
+
+bool Plane::has_work() {
+  // Queued output and pending deliveries are not checked: prepare_sleep() already refuses to
+  // sleep on them, and a full ring must not turn the spin into a busy loop.
+  for (std::size_t j = 1; j < from_.size(); ++j) {
+    if (from_[j].available() != 0) return true;
+  }
+  return false;
 }
 
 rpc::Result<bool> Plane::wait(std::int64_t timeout_ns) {

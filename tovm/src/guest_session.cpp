@@ -465,7 +465,9 @@ bool GuestSession::has_requests() {
   for (auto& l : lanes_) {
     if (l.active && l.req.available() > 0) return true;
   }
-  return false;
+  // Verdicts too: while the worker busy-polls, SVMs see no sleeping flag and ring no doorbell,
+  // so a verdict that arrives mid-spin is found here or not until the spin budget runs out.
+  return inspect_ != nullptr && inspect_->has_work();
 }
 
 bool GuestSession::has_stalled_output() const {

@@ -157,6 +157,10 @@ class InspectionPlane {
   virtual bool prepare_sleep() = 0;
   virtual void after_wake() = 0;
   virtual int max_sleep_ms() const = 0;
+  // True if a verdict ring holds a descriptor for poll(). For a caller's busy-poll: while it spins
+  // the verdict rings are not marked sleeping, so SVMs ring no doorbell and only this check sees
+  // their verdicts.
+  virtual bool has_work() = 0;
 
   // The ivshmem peer `peer` departed (IvshmemClient::on_peer_left): its nodes are down.
   virtual void node_departed(rpc::PeerId peer) = 0;

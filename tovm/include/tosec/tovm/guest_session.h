@@ -96,7 +96,8 @@ class GuestSession {
   // re-checks. False means work arrived: do not sleep (flags are cleared again).
   bool prepare_sleep();
   void after_wake();
-  // Any request waiting in an active lane (for the optional spin before sleeping).
+  // Any request waiting in an active lane, or a verdict from an SVM (for the optional spin
+  // before sleeping).
   bool has_requests();
   // True if completions wait for room in a completion ring (the worker then sleeps briefly).
   bool has_stalled_output() const;

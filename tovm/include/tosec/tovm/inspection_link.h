@@ -55,6 +55,7 @@ class InspectionLink {
   std::size_t poll(const svm::PlaneCallbacks& cb) { return plane_->poll(cb); }
   bool prepare_sleep() { return plane_->prepare_sleep(); }
   void after_wake() { plane_->after_wake(); }
+  bool has_work() { return plane_->has_work(); }
   int max_sleep_ms() const { return plane_->max_sleep_ms(); }
   std::uint32_t chunk_size() const { return chunk_size_; }
   svm::PlaneStats stats() const { return plane_->stats(); }
