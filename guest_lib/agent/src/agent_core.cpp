@@ -175,6 +175,10 @@ void AgentCore::hangup(std::uint32_t socket, std::uint64_t generation) {
 
 rpc::Status AgentCore::poll() {
   if (cpl_.raw().broken()) return rpc::Error{EPROTO, "agent lane: " + cpl_.raw().error()};
+  // Set again each time (our own cache line, so it costs nothing): a TOE that (re)formats the
+  // agent lane after we attached clears it, and would then never ring us.
+  cpl_.raw().consumer_sleeping().store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   rpc::Descriptor batch[32];
   for (;;) {
     const std::uint32_t n = cpl_.dequeue_burst(batch);

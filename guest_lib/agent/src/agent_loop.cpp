@@ -8,6 +8,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -45,6 +46,7 @@ constexpr std::uint64_t low_of(std::uint64_t t) { return t & ((1ULL << 56) - 1);
 
 constexpr std::int64_t kTimerMs = 100;
 constexpr std::int64_t kPollTimerMs = 1;  // device without interrupts
+constexpr rpc::PeerId kPciHelloCandidates = 8;
 
 std::uint64_t fresh_generation() {
   std::random_device rd;
@@ -130,7 +132,14 @@ int Agent::vector_fd(rpc::Vector v) const {
 std::vector<rpc::PeerId> Agent::hello_candidates() const {
   if (opts_.toe_peer) return {*opts_.toe_peer};
   if (opts_.device.kind == DeviceSpec::Kind::kSocket) return dev_->peers();
-  return {0};
+  // A VM sees no peer list. The guest's server hands out the lowest free id, so the TOE is one
+  // of the first few; a ring to an absent peer is dropped by QEMU, and the guest's region has
+  // no other peers that a stray ring could bother.
+  std::vector<rpc::PeerId> c;
+  for (rpc::PeerId p = 0; p < kPciHelloCandidates; ++p) {
+    if (p != dev_->self()) c.push_back(p);
+  }
+  return c;
 }
 
 rpc::Status Agent::attach_region() {
@@ -228,8 +237,9 @@ rpc::Status Agent::open_shim_sockets() {
   sc_listen_ = std::move(*sc);
   add(iv_listen_.get(), EPOLLIN, token(Kind::kIvshmemListen));
   add(sc_listen_.get(), EPOLLIN, token(Kind::kSidecarListen));
+  const std::size_t procs = std::min<std::size_t>(dev_->vectors(), channel_->config().lanes) - 1;
   log_line("serving shims on " + opts_.ivshmem_socket + " and " + opts_.toe_socket + " (up to " +
-           std::to_string(dev_->vectors() - 1) + " processes)");
+           std::to_string(procs) + " processes)");
   return {};
 }
 
@@ -244,13 +254,15 @@ void Agent::accept_ivshmem() {
     rpc::UniqueFd c(::accept4(iv_listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!c.valid()) return;
     const pid_t pid = peer_pid(c.get());
+    // Process vectors are 1..lanes-1: the TOE keeps `lanes` vectors of the VM's peer and has
+    // lanes - 1 process lanes, so a vector beyond that could never get a lane.
+    const std::size_t limit = std::min<std::size_t>(vector_refs_.size(), channel_->config().lanes);
     rpc::Vector v = 1;
-    while (v < vector_refs_.size() && vector_refs_[v] != 0) ++v;
-    if (v >= vector_refs_.size()) {
+    while (v < limit && vector_refs_[v] != 0) ++v;
+    if (v >= limit) {
       // Closing makes the shim's join fail: it stays on the kernel stack, as with no free lane.
       log_line("pid " + std::to_string(pid) + ": every vector is in use (" +
-               std::to_string(vector_refs_.size() - 1) +
-               " processes): refused, its sockets stay on the kernel");
+               std::to_string(limit - 1) + " processes): refused, its sockets stay on the kernel");
       continue;
     }
     auto region = dev_->region_fd();

@@ -18,9 +18,9 @@ struct AgentOptions {
   // TOE's free lanes). Must not exceed the device's (QEMU `vectors=`, the server's -n).
   unsigned vectors = 17;
   std::string irq = "auto";
-  // Whom to ring with the hello, before the TOE has said who it is (pci: 0, the first peer
-  // of the host's ivshmem server, which the platform starts the TOE as; socket device: every
-  // peer the server announced).
+  // Whom to ring with the hello, before the TOE has said who it is (default pci: peers 0..7,
+  // the guest server hands out the lowest free id; socket device: every peer the server
+  // announced).
   std::optional<rpc::PeerId> toe_peer;
   bool verbose = false;
 };
