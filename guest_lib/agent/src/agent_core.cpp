@@ -145,6 +145,9 @@ void AgentCore::attach_b(std::uint32_t socket, rpc::UniqueFd fd) {
     return;
   }
   s.b = std::move(*b);
+  log_debug("socket " + std::to_string(socket) + " generation " + std::to_string(s.generation) +
+            " bound to the B of lane " + std::to_string(s.lane) + " request " +
+            std::to_string(s.request_id));
   if (s.drain) s.b.drain_keep_sentinel(scratch_);
   if (s.signal) s.b.signal();
   if (s.shut) s.b.shut_write();
@@ -344,6 +347,8 @@ void AgentCore::kill(std::uint32_t socket) {
     return;
   }
   killed_.push_back({socket, generation, *a});
+  log_debug("socket " + std::to_string(socket) + ": killed (B closed over its sentinel), " +
+            "watching A by sock_diag");
 }
 
 void AgentCore::check_killed() {

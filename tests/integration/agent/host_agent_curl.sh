@@ -7,8 +7,10 @@
 #
 # Checks: curl's bytes (a small page and a 4 MiB file, sha256), that curl joined through the
 # agent (shim log "joined the platform", agent log "pid N -> lane L", TOE log "in the VM"), that
-# every TCP socket to the peer seen while curl runs belongs to the TOE, not to curl, and that a
-# SIGTERM stops the agent cleanly (exit 0).
+# every TCP socket to the peer seen while curl runs belongs to the TOE, not to curl, that the
+# TOE's sockets close once curl exits (EOF on B -> kAgentHangup), two concurrent curls (two
+# lanes, two vectors), a refused connect (kAgentKill, then sock_diag sees A go -> kAgentHangup),
+# and that a SIGTERM stops the agent cleanly (exit 0).
 #
 # Environment (CMake passes them): TOSEC_BIN_DIR (tosec-tovm, tosec-ivshmem-server,
 # tosec-guest-agent), TOSEC_PRELOAD (libtosec-preload.so).
@@ -57,8 +59,9 @@ wait_file "$AGENT_TOE" 15 agent # the agent opens its sockets once the TOE answe
 # Sample who owns the TCP sockets to the peer while curl runs.
 start_bg ss-watch bash -c "for ((i = 0; i < 600; i++)); do ss -Htnp 'dst $PEER_IP'; sleep 0.05; done"
 SS_PID=$BG_PID
-check_run curl 60 guest env LD_PRELOAD="$PRELOAD" TOSEC_IVSHMEM_SOCKET="$AGENT_IVSHMEM" \
-  TOSEC_TOE_SOCKET="$AGENT_TOE" TOSEC_LOG=info TOSEC_EXCLUDE= \
+SHIM_ENV=(env LD_PRELOAD="$PRELOAD" TOSEC_IVSHMEM_SOCKET="$AGENT_IVSHMEM"
+  TOSEC_TOE_SOCKET="$AGENT_TOE" TOSEC_LOG=info TOSEC_EXCLUDE=)
+check_run curl 60 guest "${SHIM_ENV[@]}" \
   curl -sS --fail --max-time 50 --limit-rate 2M \
   -o "$APPS_TMP/got.html" "http://$PEER_IP:$WWW_PORT/index.html" \
   -o "$APPS_TMP/got.bin" "http://$PEER_IP:$WWW_PORT/big.bin"
@@ -76,10 +79,46 @@ if [[ -n "$owners" && "$owners" != "tosec-tovm " ]]; then
 fi
 note="sockets seen: ${owners:-none (too fast for the sampler)}"
 
+# curl has exited: the last A of each socket is gone, so EOF on B -> kAgentHangup -> the TOE
+# closes its kernel sockets to the peer.
+for ((i = 0; i < 100; i++)); do
+  [[ -z "$(ss -Htn "dst $PEER_IP" 2>/dev/null)" ]] && break
+  sleep 0.1
+done
+[[ -z "$(ss -Htn "dst $PEER_IP" 2>/dev/null)" ]] ||
+  fail "sockets to the peer outlive curl (no hang-up reached the TOE): $(ss -Htnp "dst $PEER_IP" | head -1)"
+
+# Two processes at once: two lanes, two vectors.
+lanes_before=$(grep -c -- "-> lane" "$APPS_TMP/agent.log")
+check_run curl2 60 guest "${SHIM_ENV[@]}" bash -c "
+  curl -sS --fail --max-time 50 --limit-rate 2M -o '$APPS_TMP/a.bin' 'http://$PEER_IP:$WWW_PORT/big.bin' & p1=\$!
+  curl -sS --fail --max-time 50 --limit-rate 2M -o '$APPS_TMP/b.bin' 'http://$PEER_IP:$WWW_PORT/big.bin' & p2=\$!
+  wait \$p1 && wait \$p2"
+expect_sha "$APPS_TMP/a.bin" "$BIG_SUM" "big.bin (first of two curls)"
+expect_sha "$APPS_TMP/b.bin" "$BIG_SUM" "big.bin (second of two curls)"
+[[ $(grep -c -- "-> lane" "$APPS_TMP/agent.log") -ge $((lanes_before + 2)) ]] ||
+  fail "two concurrent curls did not both get a lane through the agent"
+
+# A refused connect: the TOE mirrors the reset onto A through the agent (kAgentKill).
+hangups_before=$(grep -c "hangup sent" "$APPS_TMP/agent.log")
+rc=0
+run_guest 30 "${SHIM_ENV[@]}" curl -sS --max-time 20 "http://$PEER_IP:1/" >"$APPS_TMP/refused.out" 2>&1 || rc=$?
+[[ $rc -eq 7 ]] || fail "curl to a closed port: exit $rc, expected 7 (couldn't connect): $(first_error_line "$APPS_TMP/refused.out")"
+grep -q "joined the platform" "$APPS_TMP/refused.out" || fail "the refused curl was not offloaded"
+# Its socket is hung up too once curl is gone (killed B: sock_diag sees the last A go).
+for ((i = 0; i < 100; i++)); do
+  [[ $(grep -c "hangup sent" "$APPS_TMP/agent.log") -gt $hangups_before ]] && break
+  sleep 0.1
+done
+[[ $(grep -c "hangup sent" "$APPS_TMP/agent.log") -gt $hangups_before ]] ||
+  fail "the refused socket was never hung up by the agent"
+grep -q "killed (B closed over its sentinel)" "$APPS_TMP/agent.log" ||
+  fail "the refused connect was not mirrored by kAgentKill"
+
 bg_alive "$AGENT_PID" agent
 # Not through $(...): a subshell cannot wait for our child, so it would not see its status.
 stop_bg "$AGENT_PID" 5 >"$APPS_TMP/agent.rc"
 rc=$(cat "$APPS_TMP/agent.rc")
 [[ "$rc" == 0 ]] || fail "the agent exited with status $rc on SIGTERM: $(first_error_line "$APPS_TMP/agent.log")"
 grep -q "closing every B" "$APPS_TMP/agent.log" || fail "the agent did not log its clean exit"
-pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok [$note]"
+pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok; sockets closed after exit; two concurrent curls on two lanes; refused connect reported [$note]"
