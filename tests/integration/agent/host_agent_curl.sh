@@ -121,4 +121,40 @@ stop_bg "$AGENT_PID" 5 >"$APPS_TMP/agent.rc"
 rc=$(cat "$APPS_TMP/agent.rc")
 [[ "$rc" == 0 ]] || fail "the agent exited with status $rc on SIGTERM: $(first_error_line "$APPS_TMP/agent.log")"
 grep -q "closing every B" "$APPS_TMP/agent.log" || fail "the agent did not log its clean exit"
-pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok; sockets closed after exit; two concurrent curls on two lanes; refused connect reported [$note]"
+
+# A restarted agent (new generation) with room for one process only: the TOE takes it back on
+# the agent lane; a second process while the first holds the only vector is refused and stays
+# on the kernel stack (its transfer still succeeds).
+start_bg agent2 "$BIN/tosec-guest-agent" --device "socket:$IVSHMEM" \
+  --ivshmem-socket "$AGENT_IVSHMEM" --toe-socket "$AGENT_TOE" --vectors 2 -v
+AGENT_PID=$BG_PID
+for ((i = 0; i < 150; i++)); do
+  grep -q "serving shims" "$APPS_TMP/agent2.log" && break
+  sleep 0.1
+done
+grep -q "serving shims" "$APPS_TMP/agent2.log" ||
+  fail "the restarted agent got no answer from the TOE: $(first_error_line "$APPS_TMP/agent2.log")"
+start_bg slow "${SHIM_ENV[@]}" curl -sS --fail --max-time 50 --limit-rate 1M \
+  -o "$APPS_TMP/slow.bin" "http://$PEER_IP:$WWW_PORT/big.bin"
+SLOW_PID=$BG_PID
+for ((i = 0; i < 100; i++)); do
+  grep -q -- "-> lane" "$APPS_TMP/agent2.log" && break
+  sleep 0.1
+done
+check_run second 60 guest "${SHIM_ENV[@]}" curl -sS --fail --max-time 50 \
+  -o "$APPS_TMP/second.bin" "http://$PEER_IP:$WWW_PORT/big.bin"
+expect_sha "$APPS_TMP/second.bin" "$BIG_SUM" "big.bin (process beyond the vectors)"
+grep -q "every vector is in use" "$APPS_TMP/agent2.log" ||
+  fail "the agent did not refuse a process beyond its vectors"
+grep -q "joined the platform" "$APPS_TMP/second.out" &&
+  fail "a process beyond the agent's vectors was offloaded anyway"
+for ((i = 0; i < 600; i++)); do
+  kill -0 "$SLOW_PID" 2>/dev/null || break
+  sleep 0.1
+done
+rc=0
+wait "$SLOW_PID" || rc=$?
+[[ $rc -eq 0 ]] || fail "the offloaded slow curl failed: $(first_error_line "$APPS_TMP/slow.log")"
+expect_sha "$APPS_TMP/slow.bin" "$BIG_SUM" "big.bin (slow curl through the restarted agent)"
+grep -q "joined the platform" "$APPS_TMP/slow.log" || fail "the slow curl was not offloaded"
+pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok; sockets closed after exit; two concurrent curls on two lanes; refused connect reported; a restarted agent serves again and refuses a process beyond its vectors (kernel fallback) [$note]"
