@@ -444,10 +444,22 @@ rpc::Status Agent::dispatch(std::uint64_t tok, std::uint32_t events) {
       drain_eventfd(timer_.get());
       on_timer();
       return poll_core();
-    case Kind::kDeviceEvents:
+    case Kind::kDeviceEvents: {
       if (auto s = dev_->process_events(); !s) return s;
-      if (!core_->ready()) core_->ring_hello_again(hello_candidates());
+      if (!core_->ready()) {
+        core_->ring_hello_again(hello_candidates());
+        return {};
+      }
+      // The TOE left the server: every lane and B of ours is void. Exit and let the
+      // supervisor restart us with a fresh generation (a VM sees this as a reformatted region:
+      // the ring check in poll() ends the agent the same way).
+      const auto peers = dev_->peers();
+      if (std::find(peers.begin(), peers.end(), core_->toe_peer()) == peers.end()) {
+        return rpc::Error{ECONNRESET,
+                          "the TOE (peer " + std::to_string(core_->toe_peer()) + ") left"};
+      }
       return {};
+    }
     case Kind::kOwnVector:
       drain_eventfd(vector_fd(rpc::kAgentVector));
       return poll_core();
