@@ -99,6 +99,26 @@ expect_sha "$APPS_TMP/b.bin" "$BIG_SUM" "big.bin (second of two curls)"
 [[ $(grep -c -- "-> lane" "$APPS_TMP/agent.log") -ge $((lanes_before + 2)) ]] ||
   fail "two concurrent curls did not both get a lane through the agent"
 
+# fork(): the child joins on its own (a new vector and lane) and uses the socket it inherited;
+# the parent's close alone must not hang the socket up (B sees EOF only at the last A).
+check_run fork 60 guest "${SHIM_ENV[@]}" /usr/bin/python3 -c "
+import os, socket, sys
+s = socket.create_connection(('$PEER_IP', $WWW_PORT))
+pid = os.fork()
+if pid == 0:
+    s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n')
+    data = b''
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    os._exit(0 if b'hello from the peer' in data else 3)
+s.close()
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"
+[[ $(grep -c "joined the platform" "$APPS_TMP/fork.out") -ge 2 ]] ||
+  fail "parent and child did not both join through the agent: $(first_error_line "$APPS_TMP/fork.out")"
+
 # A refused connect: the TOE mirrors the reset onto A through the agent (kAgentKill).
 hangups_before=$(grep -c "hangup sent" "$APPS_TMP/agent.log")
 rc=0
@@ -157,4 +177,4 @@ wait "$SLOW_PID" || rc=$?
 [[ $rc -eq 0 ]] || fail "the offloaded slow curl failed: $(first_error_line "$APPS_TMP/slow.log")"
 expect_sha "$APPS_TMP/slow.bin" "$BIG_SUM" "big.bin (slow curl through the restarted agent)"
 grep -q "joined the platform" "$APPS_TMP/slow.log" || fail "the slow curl was not offloaded"
-pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok; sockets closed after exit; two concurrent curls on two lanes; refused connect reported; a restarted agent serves again and refuses a process beyond its vectors (kernel fallback) [$note]"
+pass "curl (LD_PRELOAD shim -> tosec-guest-agent -> agent lane -> tosec-tovm --vm-agent) fetched index.html and 4 MiB big.bin, sha256 ok; sockets closed after exit; two concurrent curls on two lanes; a forked child uses its parent's socket; refused connect reported; a restarted agent serves again and refuses a process beyond its vectors (kernel fallback) [$note]"
