@@ -13,6 +13,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "tosec/rpc/agent_lane.h"
 #include "tosec/rpc/json_escape.h"
 
 namespace tosec::tovm {
@@ -23,14 +24,15 @@ GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
       epoll_fd_(epoll_fd),
       tag_(tag),
       backend_(std::move(backend)),
-      ivshmem_(rpc::IvshmemClientOptions{1, 5000}),
+      // VM mode rings the VM's per-process vectors 1..lanes-1 (and the agent's 0): the server's
+      // -n must be at least `lanes`, and we keep that many vectors of every peer.
+      ivshmem_(rpc::IvshmemClientOptions{opts.vm_agent ? opts.channel.lanes : 1, 5000}),
       lanes_(opts.channel.lanes),
       sockets_(opts.channel.max_sockets),
       tx_held_(opts.channel.lanes * opts.channel.tx_chunks_per_lane),
       rx_alloc_(opts.channel.rx_chunks),
       rx_owner_(opts.channel.rx_chunks, 0),
-      started_(std::chrono::steady_clock::now()),
-      scratch_(65536) {}
+      started_(std::chrono::steady_clock::now()) {}
 
 GuestSession::~GuestSession() { shutdown(); }
 
@@ -119,6 +121,15 @@ rpc::Status GuestSession::init() {
     epoll_add(backend_->event_fd(), EPOLLIN, token(TokenKind::kBackend));
   }
   if (auto s = init_inspection(); !s) return s;
+  local_ph_ = std::make_unique<LocalPlaceholders>(
+      opts_.channel.max_sockets, epoll_fd_,
+      [this](std::uint32_t id) { return token(TokenKind::kBEnd, id); },
+      [this](const std::string& m) { log(LogLevel::kError, m); });
+  if (opts_.vm_agent) {
+    agent_ph_ = std::make_unique<AgentPlaceholders>(
+        opts_.channel.max_sockets, [this](const rpc::Descriptor& d) { emit_to_agent(d); });
+    activate_agent_lane();
+  }
   log(LogLevel::kInfo, "region " + std::to_string(region.size()) + " bytes, ivshmem peer " +
                            std::to_string(ivshmem_.self_id()) + ", sidecar " + opts_.sidecar +
                            ", backend " + backend_->name());
@@ -132,7 +143,7 @@ void GuestSession::shutdown() {
     if (s == nullptr) continue;
     if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
     for (auto& a : s->acceptq) backend_->close(a.handle, false);
-    if (s->b_end.valid()) epoll_del(s->b_end.fd());
+    ph(id).release(id);
     sockets_.release(id);
   }
   for (auto& l : lanes_) {
@@ -179,11 +190,8 @@ void GuestSession::on_event(std::uint64_t token, std::uint32_t events) {
     case TokenKind::kBEnd: {
       const auto id = static_cast<std::uint32_t>(idx);
       TSocket* s = sockets_.find(id);
-      if (s == nullptr || !s->b_end.valid()) break;
-      if ((events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) != 0) {
-        epoll_del(s->b_end.fd());
-        closing_.push_back(id);
-      }
+      if (s == nullptr || s->agent_held) break;
+      if (local_ph_->on_hangup(id, events)) closing_.push_back(id);
       break;
     }
     case TokenKind::kBackend:
@@ -281,40 +289,18 @@ void GuestSession::on_sidecar_new(std::uint64_t conn) {
                               std::to_string(hello.version));
     return;
   }
-  std::uint32_t lane = 0;
-  while (lane < lanes_.size() && (lanes_[lane].active || lanes_[lane].dying)) ++lane;
-  if (lane == lanes_.size()) {
-    w.status = -EBUSY;
+  auto opened = open_lane(hello.pid, hello.ivshmem_peer, 0, false);
+  if (!opened) {
+    w.status = -opened.error().code;
     (void)::send(fd.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT);
-    log(LogLevel::kError, "sidecar: no free lane for pid " + std::to_string(hello.pid));
+    if (w.status == -EBUSY) {
+      log(LogLevel::kError, "sidecar: no free lane for pid " + std::to_string(hello.pid));
+    }
     return;
   }
-  // Fresh rings: whatever a previous owner left in them is gone.
+  const std::uint32_t lane = *opened;
   Lane& l = lanes_[lane];
-  const auto area = lane_area(lane);
-  const std::size_t ring_bytes =
-      rpc::kRingHeaderSize + std::size_t{opts_.channel.ring_slots} * sizeof(rpc::Descriptor);
-  (void)rpc::SpscRing::format(area.first(ring_bytes), opts_.channel.ring_slots,
-                              sizeof(rpc::Descriptor));
-  (void)rpc::SpscRing::format(area.subspan(ring_bytes, ring_bytes), opts_.channel.ring_slots,
-                              sizeof(rpc::Descriptor));
-  auto req = channel_.lane_ring(lane, true, rpc::RingEnd::kConsumer);
-  auto cpl = channel_.lane_ring(lane, false, rpc::RingEnd::kProducer);
-  if (!req || !cpl) {
-    w.status = -EIO;
-    (void)::send(fd.get(), &w, sizeof w, MSG_NOSIGNAL | MSG_DONTWAIT);
-    return;
-  }
-  const std::uint32_t epoch = l.epoch;
-  l = Lane{};
-  l.epoch = epoch;
-  l.active = true;
-  l.pid = hello.pid;
-  l.peer = hello.ivshmem_peer;
-  l.req = std::move(*req);
-  l.cpl = std::move(*cpl);
   l.sidecar = std::move(fd);
-  if (!ivshmem_.doorbells().has_peer(l.peer)) (void)ivshmem_.process_events();
   w.status = 0;
   w.lane = lane;
   w.toe_vector = 0;
@@ -330,6 +316,48 @@ void GuestSession::on_sidecar_new(std::uint64_t conn) {
                            " (ivshmem peer " + std::to_string(l.peer) + ")");
   // B ends may already be queued behind the hello.
   read_sidecar(lane);
+}
+
+bool GuestSession::format_lane_rings(std::uint32_t lane, rpc::SpscRing& req, rpc::SpscRing& cpl) {
+  // Fresh rings: whatever a previous owner left in them is gone.
+  const auto area = lane_area(lane);
+  const std::size_t ring_bytes =
+      rpc::kRingHeaderSize + std::size_t{opts_.channel.ring_slots} * sizeof(rpc::Descriptor);
+  (void)rpc::SpscRing::format(area.first(ring_bytes), opts_.channel.ring_slots,
+                              sizeof(rpc::Descriptor));
+  (void)rpc::SpscRing::format(area.subspan(ring_bytes, ring_bytes), opts_.channel.ring_slots,
+                              sizeof(rpc::Descriptor));
+  auto r = channel_.lane_ring(lane, true, rpc::RingEnd::kConsumer);
+  auto c = channel_.lane_ring(lane, false, rpc::RingEnd::kProducer);
+  if (!r || !c) return false;
+  req = std::move(*r);
+  cpl = std::move(*c);
+  return true;
+}
+
+rpc::Result<std::uint32_t> GuestSession::open_lane(std::uint32_t pid, rpc::PeerId peer,
+                                                   std::uint16_t vector, bool via_agent) {
+  // In VM mode the last lane is the agent's (rpc/agent_lane.h): never a process lane.
+  const auto limit =
+      opts_.vm_agent ? rpc::agent_lane(opts_.channel) : static_cast<std::uint32_t>(lanes_.size());
+  std::uint32_t lane = 0;
+  while (lane < limit && (lanes_[lane].active || lanes_[lane].dying)) ++lane;
+  if (lane == limit) return rpc::Error{EBUSY, "no free lane"};
+  rpc::SpscRing req, cpl;
+  if (!format_lane_rings(lane, req, cpl)) return rpc::Error{EIO, "lane rings"};
+  Lane& l = lanes_[lane];
+  const std::uint32_t epoch = l.epoch;
+  l = Lane{};
+  l.epoch = epoch;
+  l.active = true;
+  l.pid = pid;
+  l.peer = peer;
+  l.vector = vector;
+  l.via_agent = via_agent;
+  l.req = std::move(req);
+  l.cpl = std::move(cpl);
+  if (!ivshmem_.doorbells().has_peer(l.peer)) (void)ivshmem_.process_events();
+  return lane;
 }
 
 void GuestSession::read_sidecar(std::uint32_t lane) {
@@ -404,9 +432,16 @@ void GuestSession::reclaim_lane(std::uint32_t lane) {
   }
   const std::uint32_t epoch = l.epoch + 1;
   if (l.sidecar.valid()) epoll_del(l.sidecar.get());
+  const bool agent = l.agent;
   l = Lane{};
   l.epoch = epoch;
   ++counters_.guests_reclaimed;
+  if (agent) {
+    // The agent lane is never given up: the VM's agent (or its next start) says hello again
+    // on fresh rings. Whatever the agent held goes with it.
+    drop_agent();
+    activate_agent_lane();
+  }
 }
 
 std::span<std::byte> GuestSession::lane_area(std::uint32_t lane) const {
@@ -424,8 +459,12 @@ bool GuestSession::run_once() {
     if (lanes_[i].active && drain_lane(i)) progress = true;
   }
   if (inspect_poll()) progress = true;
-  for (std::uint32_t lane : dying_lanes_) reclaim_lane(lane);
-  dying_lanes_.clear();
+  // Reclaiming the agent lane marks the agent's process lanes dying: loop until none is left.
+  while (!dying_lanes_.empty()) {
+    auto dying = std::move(dying_lanes_);
+    dying_lanes_.clear();
+    for (std::uint32_t lane : dying) reclaim_lane(lane);
+  }
   // Last references gone: requests for these sockets were drained above.
   auto closing = std::move(closing_);
   closing_.clear();
@@ -491,7 +530,10 @@ std::string GuestSession::status_json() {
     if (!first) o << ',';
     first = false;
     o << "{\"lane\":" << i << ",\"pid\":" << l.pid << ",\"peer\":" << l.peer
-      << ",\"requests\":" << l.requests << '}';
+      << ",\"requests\":" << l.requests;
+    if (l.agent) o << ",\"agent\":true";
+    if (l.via_agent) o << ",\"vector\":" << l.vector;
+    o << '}';
   }
   const auto c = sockets_.count_by_state();
   auto n = [&](rpc::SocketState s) { return c[static_cast<std::size_t>(s)]; };
@@ -510,6 +552,9 @@ std::string GuestSession::status_json() {
     << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
     << ",\"tx_chunks_held\":" << tx_held_.held_count()
     << ",\"streams_blocked\":" << counters_.streams_blocked;
+  if (opts_.vm_agent) {
+    o << ",\"agent_peer\":" << agent_peer_ << ",\"agent_generation\":" << agent_generation_;
+  }
   if (inspect_) {
     o << ",\"inspected_streams\":" << inspect_ids_.size()
       << ",\"inspection\":" << inspect_->status_json()

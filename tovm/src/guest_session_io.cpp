@@ -16,7 +16,13 @@ std::uint64_t socket_token(std::uint32_t id, std::uint32_t generation) {
 }
 }  // namespace
 
-rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
+Placeholders& GuestSession::ph(std::uint32_t id) {
+  if (sockets_.at(id).agent_held) return *agent_ph_;
+  return *local_ph_;
+}
+
+rpc::Status GuestSession::setup_socket(std::uint32_t id, std::uint32_t lane,
+                                       std::uint64_t request_id, rpc::UniqueFd b_end) {
   TSocket& s = sockets_.at(id);
   rpc::SocketSlot* slot = channel_.slot(id);
   // A fresh rx ring: entries a previous user left behind are gone (their chunks reclaimed).
@@ -31,8 +37,11 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   auto ring = channel_.rx_ring(id, rpc::RingEnd::kProducer);
   if (!ring) return ring.error();
   s.rx = std::move(*ring);
-  auto b = rpc::PlaceholderEnd::adopt(std::move(b_end));
-  if (!b) return b.error();
+  s.agent_held = lanes_[lane].via_agent;
+  if (auto st = ph(id).attach(id, {lane, request_id, s.generation}, std::move(b_end)); !st) {
+    s.agent_held = false;
+    return st;
+  }
   // Publish a clean slot: guest-owned fields reset, then identity, then state (release).
   slot->rx_signalled.store(0, std::memory_order_relaxed);
   slot->tx_blocked.store(0, std::memory_order_relaxed);
@@ -53,8 +62,6 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, rpc::UniqueFd b_end) {
   slot->peer = {};
   slot->generation.store(s.generation, std::memory_order_relaxed);
   slot->state.store(rpc::SocketState::kOpen, std::memory_order_release);
-  s.b_end = std::move(*b);
-  epoll_add(s.b_end.fd(), EPOLLRDHUP, token(TokenKind::kBEnd, id));
   return {};
 }
 
@@ -81,33 +88,30 @@ void GuestSession::publish_addresses(std::uint32_t id) {
 }
 
 void GuestSession::signal_readable(std::uint32_t id) {
-  TSocket& s = sockets_.at(id);
-  if (!s.b_end.valid()) return;
+  if (!ph(id).attached(id)) return;
   if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
-  s.b_end.signal();
+  ph(id).signal(id);
 }
 
 void GuestSession::signal_arrival(std::uint32_t id) {
   // One byte per batch of RxEntries, even when A is already readable: an EPOLLET waiter on A
   // wakes once per arrival, as on a kernel TCP socket. The guest drains every byte when it
   // empties the ring. EAGAIN on a full B is harmless (A is readable anyway).
-  TSocket& s = sockets_.at(id);
-  if (!s.b_end.valid()) return;
+  if (!ph(id).attached(id)) return;
   channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
-  s.b_end.signal();
+  ph(id).signal(id);
 }
 
 void GuestSession::mirror_peer_fin(std::uint32_t id) {
   // The peer's FIN: A reports POLLIN|POLLRDHUP and reads 0 once the readiness bytes are gone.
-  sockets_.at(id).b_end.shut_write();
+  ph(id).shut_write(id);
 }
 
 void GuestSession::make_writable(std::uint32_t id) {
-  TSocket& s = sockets_.at(id);
   channel_.slot(id)->tx_blocked.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // Drain the guest's junk, keeping the sentinel that kill_placeholder relies on.
-  s.b_end.drain_keep_sentinel(scratch_);
+  ph(id).drain(id);
 }
 
 void GuestSession::kill_placeholder(std::uint32_t id) {
@@ -116,28 +120,16 @@ void GuestSession::kill_placeholder(std::uint32_t id) {
   // its peer B is *released* while B's receive queue holds unread bytes (unix_release_sock:
   // sk_err = ECONNRESET, sk_shutdown = SHUTDOWN_MASK on A). make_writable keeps the shim's
   // sentinel byte in B for this. Without B, EOF on B can no longer tell us that the guest closed
-  // its last reference to A: sock_diag does (check_zombies).
+  // its last reference to A: sock_diag does (check_zombies). In VM mode the agent closes B and
+  // watches A itself (kAgentKill, then kAgentHangup).
   TSocket& s = sockets_.at(id);
-  if (s.zombie || !s.b_end.valid()) return;
-  auto a = watch_.peer_of(s.b_end.fd());
-  if (!a) {
-    // ENOTCONN: A is already gone; the hang-up on B closes the socket as usual. Anything else
-    // (no sock_diag): A stays readable and writable, without POLLERR/POLLHUP.
-    if (a.error().code != ENOTCONN && !watch_failed_logged_) {
-      watch_failed_logged_ = true;
-      log(LogLevel::kError,
-          "reset/refused connections are not mirrored as POLLHUP/POLLERR: " + a.error().message);
-    }
-    return;
-  }
+  if (s.zombie || !ph(id).prepare_kill(id)) return;
   // No readiness byte: closing B makes A readable (RCV_SHUTDOWN) together with the error and
   // the hang-up, atomically for a poller. The guest never recv()s an empty A (it counts with
   // SIOCINQ first), so nothing consumes the ECONNRESET but SO_ERROR.
   channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
-  epoll_del(s.b_end.fd());
-  s.b_end.reset();
+  ph(id).kill(id);
   s.zombie = true;
-  s.a = *a;
   zombies_.push_back(id);
 }
 
@@ -149,8 +141,8 @@ void GuestSession::check_zombies() {
   const auto ids = zombies_;  // begin_close may erase from zombies_
   for (std::uint32_t id : ids) {
     TSocket* s = sockets_.find(id);
-    if (s == nullptr || !s->zombie) continue;
-    auto alive = watch_.alive(s->a);
+    if (s == nullptr || !s->zombie || !ph(id).polls_zombies()) continue;
+    auto alive = ph(id).alive(id);
     if (!alive) {
       log(LogLevel::kInfo, "socket " + std::to_string(id) + ": " + alive.error().message);
       continue;  // retried at the next check
@@ -461,7 +453,7 @@ void GuestSession::resume_paused() {
 void GuestSession::begin_close(std::uint32_t id) {
   TSocket* s = sockets_.find(id);
   if (s == nullptr || s->state == rpc::SocketState::kClosing) return;
-  s->b_end.reset();
+  ph(id).release(id);
   release_deferred(id, true);
   for (auto& a : s->acceptq) backend_->close(a.handle, true);
   s->acceptq.clear();
@@ -492,10 +484,7 @@ void GuestSession::finish_close(std::uint32_t id) {
   release_deferred(id, true);
   inspect_forget(id);
   if (s->handle != kNoHandle) backend_->close(s->handle, s->linger0);
-  if (s->b_end.valid()) {
-    epoll_del(s->b_end.fd());
-    s->b_end.reset();
-  }
+  ph(id).release(id);
   if (s->rx_lent > 0) {
     for (std::uint32_t c = 0; c < rx_owner_.size(); ++c) {
       if (rx_owner_[c] == id) (void)rx_alloc_.reclaim(c);  // EPERM for chunks not lent: fine

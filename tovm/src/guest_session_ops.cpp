@@ -43,6 +43,7 @@ bool GuestSession::drain_lane(std::uint32_t lane) {
 
 void GuestSession::handle_request(std::uint32_t lane, const rpc::Descriptor& d) {
   Lane& l = lanes_[lane];
+  if (l.agent) return handle_agent_request(lane, d);
   ValidationContext ctx;
   ctx.limits = {opts_.channel.max_sockets, &channel_.tx_pool(), &channel_.rx_pool()};
   ctx.sockets = &sockets_;
@@ -156,7 +157,7 @@ void GuestSession::flush_completions(std::uint32_t lane) {
     l.cpl.producer_sleeping().store(1, std::memory_order_relaxed);
   }
   if (n > 0) {
-    (void)rpc::notify(l.cpl.consumer_sleeping(), ivshmem_.doorbells(), l.peer, 0);
+    (void)rpc::notify(l.cpl.consumer_sleeping(), ivshmem_.doorbells(), l.peer, l.vector);
   }
 }
 
@@ -175,6 +176,7 @@ void GuestSession::check_tx_blocked(std::uint32_t lane) {
 
 rpc::UniqueFd GuestSession::take_b_end(std::uint32_t lane, std::uint64_t request_id) {
   Lane& l = lanes_[lane];
+  if (l.via_agent) return {};  // VM mode: the agent holds B (kAgentBind names it)
   auto it = l.pending_b.find(request_id);
   if (it == l.pending_b.end()) {
     read_sidecar(lane);  // the guest sends B before the request: it may just not be read yet
@@ -203,7 +205,7 @@ rpc::Result<SockAddr> GuestSession::read_sockaddr(const rpc::Descriptor& d,
 
 void GuestSession::op_socket(std::uint32_t lane, const rpc::Descriptor& d) {
   rpc::UniqueFd b = take_b_end(lane, d.request_id);
-  if (!b.valid()) {
+  if (!b.valid() && !lanes_[lane].via_agent) {
     ++counters_.bad_descriptors;
     log(LogLevel::kDebug, "kSocket " + std::to_string(d.request_id) + ": no end B on the sidecar");
     complete(lane, d, -EINVAL);
@@ -228,7 +230,7 @@ void GuestSession::op_socket(std::uint32_t lane, const rpc::Descriptor& d) {
   s.type = type;
   s.protocol = protocol;
   s.handle = *h;
-  if (auto st = setup_socket(*id, std::move(b)); !st) {
+  if (auto st = setup_socket(*id, lane, d.request_id, std::move(b)); !st) {
     backend_->close(s.handle, false);
     sockets_.release(*id);
     complete(lane, d, -st.code());
@@ -268,7 +270,7 @@ void GuestSession::op_listen(std::uint32_t lane, const rpc::Descriptor& d) {
 
 void GuestSession::op_accept(std::uint32_t lane, const rpc::Descriptor& d) {
   rpc::UniqueFd b = take_b_end(lane, d.request_id);
-  if (!b.valid()) {
+  if (!b.valid() && !lanes_[lane].via_agent) {
     ++counters_.bad_descriptors;
     return complete(lane, d, -EINVAL);
   }
@@ -287,7 +289,7 @@ void GuestSession::op_accept(std::uint32_t lane, const rpc::Descriptor& d) {
   s.type = l.type;
   s.protocol = l.protocol;
   s.handle = conn.handle;
-  if (auto st = setup_socket(*id, std::move(b)); !st) {
+  if (auto st = setup_socket(*id, lane, d.request_id, std::move(b)); !st) {
     backend_->close(s.handle, true);
     sockets_.release(*id);
     return complete(lane, d, -st.code());

@@ -31,7 +31,8 @@ rpc::Status parse_num(const char* flag, const char* text, T& out, T min, T max) 
 std::string tovm_usage(const char* prog) {
   return std::string("Usage: ") + prog +
          " [--workers N] [--spin-ns N] [--log-level error|info|debug] [GEOMETRY...]\n"
-         "       --guest NAME --ivshmem SOCKET --sidecar PATH [--status PATH] [GEOMETRY...]\n"
+         "       --guest NAME --ivshmem SOCKET --sidecar PATH [--status PATH] [--vm-agent]\n"
+         "       [GEOMETRY...]\n"
          "       [--inspect-ivshmem SOCKET --topology FILE [--alert-log FILE]]\n"
          "       [--guest NAME ... (one group per guest)]\n"
          "GEOMETRY: [--lanes N] [--max-sockets N] [--ring-slots N] [--socket-rx-entries N]\n"
@@ -39,7 +40,8 @@ std::string tovm_usage(const char* prog) {
          "TCP offload engine for one or more guests (docs/tovm.md): each --guest opens a group\n"
          "that the flags after it belong to; geometry before the first --guest is every guest's\n"
          "default. Guest i is served by worker thread i % N. With --inspect-ivshmem a guest's\n"
-         "streams go through the SVM chains its topology selects (docs/svm.md).\n";
+         "streams go through the SVM chains its topology selects (docs/svm.md). --vm-agent serves\n"
+         "a VM through its in-guest agent on the last lane (VM mode, docs/tovm.md).\n";
 }
 
 namespace {
@@ -83,7 +85,8 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
     kInspectIvshmem,
     kTopology,
     kAlertLog,
-    kWorkers
+    kWorkers,
+    kVmAgent
   };
   static const std::vector<option> longopts = [] {
     std::vector<option> v = {
@@ -98,6 +101,7 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
         {"topology", required_argument, nullptr, kTopology},
         {"alert-log", required_argument, nullptr, kAlertLog},
         {"workers", required_argument, nullptr, kWorkers},
+        {"vm-agent", no_argument, nullptr, kVmAgent},
     };
     for (std::size_t i = 0; i < std::size(kU32Flags); ++i) {
       v.push_back(
@@ -166,6 +170,12 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
       case kAlertLog:
         s = set("alert-log", &TovmOptions::alert_log);
         break;
+      case kVmAgent: {
+        auto g = current("vm-agent");
+        if (!g) return g.error();
+        (*g)->vm_agent = true;
+        break;
+      }
       case kWorkers:
         s = parse_num("workers", optarg, workers, std::uint32_t{1}, std::uint32_t{64});
         break;
@@ -205,6 +215,10 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
     const std::string who = "--guest " + g.guest + ": ";
     if (g.ivshmem.empty()) return rpc::Error{EINVAL, who + "--ivshmem is required"};
     if (g.sidecar.empty()) return rpc::Error{EINVAL, who + "--sidecar is required"};
+    if (g.vm_agent && g.channel.lanes < 2) {
+      return rpc::Error{EINVAL,
+                        who + "--vm-agent needs --lanes 2 or more (the last is the agent's)"};
+    }
     if (g.inspect_ivshmem.empty() != g.topology.empty()) {
       return rpc::Error{EINVAL, who + "--inspect-ivshmem and --topology go together"};
     }

@@ -33,10 +33,11 @@ inline rpc::GuestChannelConfig small_config() {
 
 class ToeHarness {
  public:
-  // `customize` adjusts the options before the worker is created (inspection, ...).
+  // `customize` adjusts the options before the worker is created (inspection, ...); `vectors`
+  // is the server's -n (VM mode needs one per lane).
   explicit ToeHarness(rpc::GuestChannelConfig cfg = small_config(),
-                      const std::function<void(TovmOptions&)>& customize = {})
-      : ivs_(host::IvshmemServerConfig{dir_.file("ivs.sock"), 1},
+                      const std::function<void(TovmOptions&)>& customize = {}, unsigned vectors = 1)
+      : ivs_(host::IvshmemServerConfig{dir_.file("ivs.sock"), vectors},
              rpc::guest_region_layout(cfg).pow2_size()) {
     if (!ivs_.ok()) {
       error_ = "ivshmem server: " + ivs_.error();

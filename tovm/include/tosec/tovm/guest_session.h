@@ -28,7 +28,7 @@
 #include "tosec/rpc/unique_fd.h"
 #include "tosec/tovm/inspection_link.h"
 #include "tosec/tovm/options.h"
-#include "tosec/tovm/placeholder_watch.h"
+#include "tosec/tovm/placeholders.h"
 #include "tosec/tovm/request_handler.h"
 #include "tosec/tovm/socket_table.h"
 #include "tosec/tovm/stack_backend.h"
@@ -139,6 +139,11 @@ class GuestSession {
     std::vector<std::uint32_t> blocked_check;  // sockets whose tx credit came back
     std::uint64_t requests = 0;
     bool dying = false;  // sidecar EOF / peer gone: reclaim after draining
+    // VM mode (decision 0008): the agent lane itself, or a process lane the agent opened (no
+    // sidecar; B ends are the agent's). Completions ring (peer, vector).
+    bool agent = false;
+    bool via_agent = false;
+    std::uint16_t vector = 0;
   };
 
   GuestSession(const TovmOptions& opts, int epoll_fd, std::unique_ptr<StackBackend> backend,
@@ -156,6 +161,10 @@ class GuestSession {
   void on_sidecar_new(std::uint64_t conn);
   void read_sidecar(std::uint32_t lane);
   void handle_hello(std::uint64_t conn, rpc::UniqueFd fd);
+  // A free process lane with fresh rings for (pid, peer, vector); -EBUSY when none is free.
+  rpc::Result<std::uint32_t> open_lane(std::uint32_t pid, rpc::PeerId peer, std::uint16_t vector,
+                                       bool via_agent);
+  bool format_lane_rings(std::uint32_t lane, rpc::SpscRing& req, rpc::SpscRing& cpl);
   void mark_lane_dying(std::uint32_t lane, const char* why);
   void reclaim_lane(std::uint32_t lane);
   void on_peer_left(rpc::PeerId peer);
@@ -183,7 +192,10 @@ class GuestSession {
   rpc::Result<SockAddr> read_sockaddr(const rpc::Descriptor& d, std::uint32_t len) const;
 
   // sockets and data path (guest_session_io.cpp)
-  rpc::Status setup_socket(std::uint32_t id, rpc::UniqueFd b_end);
+  rpc::Status setup_socket(std::uint32_t id, std::uint32_t lane, std::uint64_t request_id,
+                           rpc::UniqueFd b_end);
+  // Whoever holds the socket's end B (placeholders.h).
+  Placeholders& ph(std::uint32_t id);
   void on_backend_ready();
   void on_socket_event(std::uint32_t id, const BackendEvent& ev);
   void on_connect_done(std::uint32_t id);
@@ -226,6 +238,19 @@ class GuestSession {
   // Incoming reading may go on: the chain plus the passed-but-undelivered bytes are under
   // their cap and the inspection pool has a free chunk.
   bool inspect_rx_room(const TSocket& s) const;
+  // VM mode: the agent lane (guest_session_agent.cpp, rpc/agent_lane.h)
+  void activate_agent_lane();
+  void handle_agent_request(std::uint32_t lane, const rpc::Descriptor& d);
+  void agent_hello(std::uint32_t lane, const rpc::Descriptor& d);
+  void agent_process(std::uint32_t lane, const rpc::Descriptor& d);
+  void agent_gone(const rpc::Descriptor& d);
+  void agent_hangup(const rpc::Descriptor& d);
+  void agent_reply(std::uint32_t lane, const rpc::Descriptor& req, std::int64_t result);
+  // A bad agent descriptor: the agent is closed (drop_agent), never the TOE.
+  void close_agent(const std::string& why);
+  // Reclaims every lane the agent opened and closes every socket whose B it held.
+  void drop_agent();
+  void emit_to_agent(const rpc::Descriptor& d);
   // The status JSON's "metrics" object (guest_session_metrics.cpp, docs/tovm.md).
   std::string metrics_json();
 
@@ -250,13 +275,14 @@ class GuestSession {
   std::vector<std::uint32_t> paused_hint_;  // slots whose rx_paused hint is set
   std::vector<std::uint32_t> closing_;      // EOF on B seen this iteration
   std::vector<std::uint32_t> dying_lanes_;
-  PlaceholderWatch watch_;
+  std::unique_ptr<LocalPlaceholders> local_ph_;  // B ends from the sidecar (process mode)
+  std::unique_ptr<AgentPlaceholders> agent_ph_;  // B ends in the VM's agent (--vm-agent)
+  rpc::PeerId agent_peer_ = 0;
+  std::uint64_t agent_generation_ = 0;  // 0: no agent said hello (or it was closed)
   std::vector<std::uint32_t> zombies_;  // sockets with TSocket::zombie set
   std::chrono::steady_clock::time_point next_zombie_check_{};
-  bool watch_failed_logged_ = false;
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;
-  std::vector<std::byte> scratch_;
   std::unique_ptr<InspectionLink> inspect_;
   std::vector<std::byte> inspect_buf_;  // one incoming read, before its copy into the region
   std::unordered_map<std::uint64_t, std::uint32_t> inspect_ids_;  // stream id -> socket id

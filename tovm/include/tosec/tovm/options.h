@@ -29,6 +29,9 @@ struct TovmOptions {
   std::string topology;
   std::string alert_log;
   rpc::GuestChannelConfig channel;
+  // --vm-agent: the guest is a VM whose in-guest agent holds the placeholders (decision 0008):
+  // the last lane is the agent lane (rpc/agent_lane.h), never handed out by the sidecar.
+  bool vm_agent = false;
   unsigned workers = 1;
   std::int64_t spin_ns = 0;  // busy-poll budget before sleeping in epoll_wait
   LogLevel log_level = LogLevel::kInfo;

@@ -2,8 +2,8 @@
 //
 // Socket ids index the guest region's SocketSlot array, but the slots are guest-writable: the
 // TOE never decides anything from a slot's contents. Everything it needs (state, backend
-// handle, end B of the placeholder, tx queue, accept queue, rx accounting) lives here, and the
-// TOE only *publishes* into the slot. Single-threaded: owned by the guest's worker.
+// handle, who holds end B of the placeholder, tx queue, accept queue, rx accounting) lives here,
+// and the TOE only *publishes* into the slot. Single-threaded: owned by the guest's worker.
 #pragma once
 
 #include <cstddef>
@@ -13,10 +13,8 @@
 
 #include "tosec/rpc/descriptor.h"
 #include "tosec/rpc/guest_channel.h"
-#include "tosec/rpc/placeholder_end.h"
 #include "tosec/rpc/spsc_ring.h"
 #include "tosec/rpc/unique_fd.h"
-#include "tosec/tovm/placeholder_watch.h"
 #include "tosec/tovm/stack_backend.h"
 
 namespace tosec::tovm {
@@ -52,8 +50,8 @@ struct TSocket {
   std::uint32_t generation = 0;
   int domain = 0, type = 0, protocol = 0;
   BackendHandle handle = kNoHandle;
-  rpc::PlaceholderEnd b_end;  // end B of the guest's placeholder
-  rpc::SpscRing rx;           // producer end of the slot's rx ring
+  bool agent_held = false;  // end B is in the VM's agent (VM mode), else in the TOE
+  rpc::SpscRing rx;         // producer end of the slot's rx ring
   // tx
   std::deque<TxBuffer> txq;
   std::size_t tx_bytes = 0;  // queued, not yet taken by the stack
@@ -73,7 +71,6 @@ struct TSocket {
   // POLLERR|POLLHUP; the socket lives on until sock_diag no longer finds `a` (the guest closed
   // its last reference). See GuestSession::kill_placeholder.
   bool zombie = false;
-  UnixSocketRef a;
   // inspection (docs/svm.md): the stream's bytes go through an SVM chain; 0 = not inspected
   std::uint64_t inspect_stream = 0;
   std::size_t inspect_out = 0;  // outgoing bytes inside the chain or waiting for it (in tx_bytes)
