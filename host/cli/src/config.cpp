@@ -398,6 +398,17 @@ class Parser {
       c.guests.push_back(parse_guest(*guests[i], "guest[" + std::to_string(i) + "]", c));
     }
     if (guests.empty()) c.guests = default_config().guests;
+    for (std::size_t i = 0; i < c.guests.size(); ++i) {
+      GuestConfig& g = c.guests[i];
+      g.in_vm = c.vm.present && c.vm.has_role("guest");
+      if (g.in_vm && g.channel.lanes < 2) {
+        const toml::source_region where = i < guests.size() ? guests[i]->source() : root.source();
+        fail(where, "guest[" + std::to_string(i) + "].lanes",
+             "must be at least 2 when guests run in VMs ([vm] roles has \"guest\"): the last "
+             "lane is the in-guest agent's, got " +
+                 std::to_string(g.channel.lanes));
+      }
+    }
 
     const auto svms = tables(root, "svm");
     for (std::size_t i = 0; i < svms.size(); ++i) {
@@ -418,6 +429,7 @@ class Parser {
   }
 
   void parse_vm(const toml::table& t, VmConfig* vm) const {
+    vm->present = true;
     check_keys(t, "vm",
                {"images_dir", "roles", "name_prefix", "guest_memory_mib", "tovm_memory_mib",
                 "svm_memory_mib", "guest_vcpus"});

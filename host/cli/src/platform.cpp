@@ -62,10 +62,22 @@ std::uint64_t guest_region_size(const rpc::GuestChannelConfig& cfg) {
   return rpc::guest_region_layout(cfg).pow2_size();
 }
 
-std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig&,
+std::uint32_t guest_doorbell_vectors(const GuestConfig& guest) {
+  return guest.in_vm ? guest.channel.lanes : 1;
+}
+
+std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
                                              const GuestPaths& paths, std::uint64_t size) {
-  return {bin.ivshmem_server,   "-F", "-S", paths.ivshmem_socket, "-M", paths.shm_name, "-l",
-          std::to_string(size), "-n", "1"};
+  return {bin.ivshmem_server,
+          "-F",
+          "-S",
+          paths.ivshmem_socket,
+          "-M",
+          paths.shm_name,
+          "-l",
+          std::to_string(size),
+          "-n",
+          std::to_string(guest_doorbell_vectors(guest))};
 }
 
 std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
@@ -73,7 +85,10 @@ std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestCon
   return ivshmem_server_argv(bin, guest, paths, guest_region_size(guest.channel));
 }
 
-std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPaths& paths) {
+namespace {
+
+// The guest's channel geometry and sockets, the flags of a guest group that every mode has.
+std::vector<std::string> tovm_channel_args(const GuestConfig& guest, const GuestPaths& paths) {
   const auto& c = guest.channel;
   return {"--guest",
           guest.name,
@@ -97,6 +112,14 @@ std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPa
           std::to_string(c.tx_chunks_per_lane),
           "--rx-chunks",
           std::to_string(c.rx_chunks)};
+}
+
+}  // namespace
+
+std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPaths& paths) {
+  std::vector<std::string> args = tovm_channel_args(guest, paths);
+  if (guest.in_vm) args.emplace_back("--vm-agent");  // the last lane is the in-guest agent's
+  return args;
 }
 
 std::vector<std::string> tovm_process_args(const TovmConfig& tovm) {
@@ -210,7 +233,7 @@ Status GuestPlatform::start_inspection_server(std::chrono::milliseconds timeout)
                                    "-l",
                                    std::to_string(kInspectionRegionSize),
                                    "-n",
-                                   "1"};
+                                   std::to_string(kInspectionDoorbellVectors)};
   long offset = 0;
   auto pid = spawn_logged(std::move(argv), ip.ivshmem_log, &offset);
   if (!pid) return pid.error();

@@ -180,6 +180,7 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
     r.region.guest = g.name;
     r.region.server = cli::guest_paths(rt, g.name, "").ivshmem_socket;
     r.region.size = std::max(cli::guest_region_size(g.channel), kMinShmemSize);
+    r.region.vectors = cli::guest_doorbell_vectors(g);
     auto plan = cli::plan_inspection(cfg, g.name, "");  // rules do not matter here
     if (!plan) return Error{EINVAL, "guest " + g.name + ": " + plan.error().message};
     r.plan = std::move(*plan);
@@ -190,6 +191,7 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
       in.guest = g.name;
       in.server = cli::inspection_paths(rt, g.name, "").ivshmem_socket;
       in.size = std::max(cli::kInspectionRegionSize, kMinShmemSize);
+      in.vectors = cli::kInspectionDoorbellVectors;
       r.inspect = std::move(in);
     }
     guests.push_back(std::move(r));
@@ -238,6 +240,13 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
   }
   if (cfg.vm.has_role("guest")) {
     for (const auto& r : guests) {
+      if (!r.guest->in_vm) {
+        // Without [vm], `tosec up` serves the guest as a process (no agent lane, one vector).
+        return Error{EINVAL, "vm: guest " + r.guest->name +
+                                 " would run in a VM, but the config has no [vm] table, so "
+                                 "tosec up would serve it as a process: add [vm] (its roles "
+                                 "default to tovm, svm and guest)"};
+      }
       DomainSpec d = make_domain(cfg, images, Role::kGuest, r.guest->name, {r.region});
       if (!r.guest->exclude.empty()) d.cmdline = " tosec.exclude=" + join(r.guest->exclude, ",");
       out.push_back(std::move(d));
@@ -246,7 +255,8 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
 
   for (auto& d : out) {
     if (auto s = assign_slots(d); !s) return s.error();
-    d.cmdline = "console=ttyS0 tosec.role=" + std::string(role_name(d.role)) +
+    d.cmdline = std::string(kIommuCmdline) +
+                " console=ttyS0 tosec.role=" + std::string(role_name(d.role)) +
                 " tosec.name=" + d.instance + " tosec.shmem=" + shmem_list(d) + d.cmdline;
     if (d.cmdline.size() > kMaxKernelCmdline) {
       return Error{EINVAL, "domain " + d.name + ": kernel command line of " +
@@ -271,7 +281,7 @@ std::string domain_xml(const DomainSpec& d) {
   x += "  <memory unit='MiB'>" + std::to_string(d.memory_mib) + "</memory>\n";
   x += "  <vcpu>" + std::to_string(d.vcpus) + "</vcpu>\n";
   x += "  <os>\n";
-  x += "    <type arch='x86_64' machine='pc'>hvm</type>\n";
+  x += "    <type arch='x86_64' machine='q35'>hvm</type>\n";
   x += "    <kernel>" + e(d.kernel) + "</kernel>\n";
   x += "    <initrd>" + e(d.initrd) + "</initrd>\n";
   x += "    <cmdline>" + e(d.cmdline) + "</cmdline>\n";
@@ -294,11 +304,13 @@ std::string domain_xml(const DomainSpec& d) {
     x += "      <model type='ivshmem-doorbell'/>\n";
     x += "      <size unit='M'>" + std::to_string(s.size >> 20) + "</size>\n";
     x += "      <server path='" + e(s.server) + "'/>\n";
-    x += "      <msi vectors='" + std::to_string(kDoorbellVectors) + "' ioeventfd='on'/>\n";
+    x += "      <msi vectors='" + std::to_string(s.vectors) + "' ioeventfd='on'/>\n";
     x += "      <address type='pci' domain='0x0000' bus='0x00' slot='" + std::string(slot) +
          "' function='0x0'/>\n";
     x += "    </shmem>\n";
   }
+  // The virtual IOMMU is what lets VFIO in the VM own the ivshmem device (decision 0010).
+  x += "    <iommu model='intel'/>\n";
   x += "    <memballoon model='none'/>\n";
   x += "  </devices>\n";
   x += "</domain>\n";

@@ -11,6 +11,13 @@
 namespace tosec::provision {
 namespace {
 
+// The built-in defaults with a [vm] table: guests run in VMs.
+cli::Config vm_defaults() {
+  auto c = cli::parse_config("[vm]\n", "t.toml");
+  EXPECT_TRUE(c.ok());
+  return *c;
+}
+
 cli::Config parse(const std::string& text) {
   auto c = cli::parse_config(text, "/etc/tosec/t.toml");
   EXPECT_TRUE(c.ok()) << c.error().message;
@@ -19,6 +26,7 @@ cli::Config parse(const std::string& text) {
 
 // web behind an ids chain, db not inspected.
 const char* const kChains = R"(
+[vm]
 [platform]
 runtime_dir = "/run/t"
 [tovm]
@@ -55,7 +63,7 @@ std::vector<std::string> names(const std::vector<DomainSpec>& v) {
 }
 
 TEST(ProvisionPlan, DefaultConfigIsATovmAndOneGuest) {
-  auto plan = plan_domains(cli::default_config());
+  auto plan = plan_domains(vm_defaults());
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(names(*plan), (std::vector<std::string>{"tosec-tovm", "tosec-guest-default"}));
 }
@@ -93,7 +101,8 @@ TEST(ProvisionPlan, TovmSvmsAndGuestsInStartOrderWithTheirRegions) {
   EXPECT_EQ(web.kernel, "/run/t/images/vmlinuz");
   EXPECT_EQ(web.console_log, "/run/t/logs/tosec-guest-web.console.log");
   EXPECT_NE(web.cmdline.find("tosec.exclude=127.0.0.0/8,port:53"), std::string::npos);
-  EXPECT_TRUE(web.cmdline.starts_with("console=ttyS0 tosec.role=guest tosec.name=web "));
+  EXPECT_TRUE(
+      web.cmdline.starts_with("intel_iommu=on console=ttyS0 tosec.role=guest tosec.name=web "));
 }
 
 TEST(ProvisionPlan, SharedSvmAttachesEveryGuestRegionItInspects) {
@@ -112,6 +121,7 @@ TEST(ProvisionPlan, SharedSvmAttachesEveryGuestRegionItInspects) {
 
 TEST(ProvisionPlan, RolesAndPrefixAndSizesComeFromTheVmTable) {
   std::string text = kChains;
+  text.erase(text.find("[vm]\n"), 5);  // this test's own [vm] below
   text +=
       "[vm]\nroles = [\"guest\"]\nname_prefix = \"lab1-\"\nguest_memory_mib = 384\n"
       "guest_vcpus = 2\nimages_dir = \"img\"\n";
@@ -136,16 +146,17 @@ TEST(ProvisionPlan, RegionSizesComeFromTheChannelGeometry) {
 }
 
 TEST(ProvisionPlan, TooManyRegionsForThePciBusNamesTheDomain) {
-  cli::Config cfg = cli::default_config();
+  cli::Config cfg = vm_defaults();
   cfg.guests.clear();
-  for (int i = 0; i < 25; ++i) {
+  for (int i = 0; i < 24; ++i) {
     cli::GuestConfig g;
     g.name = "g" + std::to_string(i);
+    g.in_vm = true;
     cfg.guests.push_back(g);
   }
   auto plan = plan_domains(cfg);
   ASSERT_FALSE(plan.ok());
-  EXPECT_EQ(plan.error().message.rfind("domain tosec-tovm: 25 shared-memory regions", 0), 0U)
+  EXPECT_EQ(plan.error().message.rfind("domain tosec-tovm: 24 shared-memory regions", 0), 0U)
       << plan.error().message;
   cfg.guests.pop_back();
   EXPECT_TRUE(plan_domains(cfg).ok());
@@ -157,7 +168,7 @@ TEST(ProvisionPlan, TooManyRegionsForThePciBusNamesTheDomain) {
 }
 
 TEST(ProvisionPlan, OverlongKernelCommandLineIsRefused) {
-  cli::Config cfg = cli::default_config();
+  cli::Config cfg = vm_defaults();
   for (int i = 0; i < 150; ++i) cfg.guests[0].exclude.push_back("192.168.100.100/32");
   auto plan = plan_domains(cfg);
   ASSERT_FALSE(plan.ok());
@@ -167,22 +178,67 @@ TEST(ProvisionPlan, OverlongKernelCommandLineIsRefused) {
 }
 
 TEST(ProvisionPlan, RelativeImagesDirIsRefused) {
-  cli::Config cfg = cli::default_config();
+  cli::Config cfg = vm_defaults();
   cfg.vm.images_dir = "images";
   auto plan = plan_domains(cfg);
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.error().message.find("vm.images_dir"), std::string::npos);
 }
 
-TEST(ProvisionPlan, DoorbellVectorsMatchTheIvshmemServer) {
-  // QEMU rejects a server that sends more eventfds per peer than the device has vectors.
-  cli::GuestConfig g;
-  g.name = "g";
-  const auto argv = cli::ivshmem_server_argv({"s", "t", ""}, g, cli::guest_paths("/r", "g", ""));
+std::string server_vectors(const cli::GuestConfig& g) {
+  const auto argv = cli::ivshmem_server_argv({"s", "t", ""}, g, cli::guest_paths("/r", g.name, ""));
   auto n = std::find(argv.begin(), argv.end(), "-n");
-  ASSERT_NE(n, argv.end());
-  ASSERT_NE(n + 1, argv.end());
-  EXPECT_EQ(*(n + 1), std::to_string(kDoorbellVectors));
+  if (n == argv.end() || n + 1 == argv.end()) return "no -n";
+  return *(n + 1);
+}
+
+TEST(ProvisionPlan, DoorbellVectorsMatchTheIvshmemServer) {
+  // QEMU rejects a server that sends more eventfds per peer than the device has vectors. With
+  // guests in VMs ([vm] roles has "guest", the default) a guest region has one per lane.
+  auto plan = plan_domains(parse(kChains));
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const cli::Config cfg = parse(kChains);
+  for (const auto& d : *plan) {
+    for (const auto& s : d.shmem) {
+      const auto* g = cfg.find_guest(s.guest);
+      ASSERT_NE(g, nullptr) << s.name;
+      EXPECT_TRUE(g->in_vm);
+      if (s.kind == "guest") {
+        EXPECT_EQ(s.vectors, g->channel.lanes) << d.name << " " << s.name;
+        EXPECT_EQ(server_vectors(*g), std::to_string(s.vectors)) << s.name;
+      } else {
+        EXPECT_EQ(s.vectors, cli::kInspectionDoorbellVectors) << d.name << " " << s.name;
+      }
+      EXPECT_NE(domain_xml(d).find("<msi vectors='" + std::to_string(s.vectors) + "'"),
+                std::string::npos);
+    }
+  }
+  // Process mode (no [vm] table): one vector, no agent lane, and no guest domain.
+  cli::GuestConfig p;
+  p.name = "p";
+  EXPECT_EQ(server_vectors(p), "1");
+  auto none = plan_domains(cli::default_config());
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no [vm] table"), std::string::npos) << none.error().message;
+}
+
+TEST(ProvisionPlan, GuestsInVmsGetTheAgentLaneOnTheirToe) {
+  const cli::Config vm = parse(kChains);
+  const auto args = cli::tovm_guest_args(vm.guests[0], cli::guest_paths("/r", "web", ""));
+  EXPECT_NE(std::find(args.begin(), args.end(), "--vm-agent"), args.end());
+  // Only where guests are VMs: SVM and TOVM VMs with host guests, or no [vm] table at all.
+  for (const char* text : {"[vm]\nroles = [\"tovm\", \"svm\"]\n", "[tovm]\nworkers = 1\n"}) {
+    auto c = cli::parse_config(text, "t.toml");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_FALSE(c->guests[0].in_vm) << text;
+    const auto a = cli::tovm_guest_args(c->guests[0], cli::guest_paths("/r", "g", ""));
+    EXPECT_EQ(std::find(a.begin(), a.end(), "--vm-agent"), a.end()) << text;
+  }
+  // The agent needs a lane of its own next to the processes'.
+  auto one = cli::parse_config("[vm]\nroles = [\"guest\"]\n[[guest]]\nname = \"g\"\nlanes = 1\n",
+                               "t.toml");
+  ASSERT_FALSE(one.ok());
+  EXPECT_NE(one.error().message.find("guest[0].lanes"), std::string::npos) << one.error().message;
 }
 
 TEST(ProvisionXml, GuestDomainHasTheDocumentedShape) {
@@ -191,13 +247,14 @@ TEST(ProvisionXml, GuestDomainHasTheDocumentedShape) {
   const std::string x = domain_xml(*find(*plan, "tosec-guest-web"));
   for (const char* want :
        {"<domain type='qemu'>", "<name>tosec-guest-web</name>", "<memory unit='MiB'>256</memory>",
-        "<vcpu>1</vcpu>", "<type arch='x86_64' machine='pc'>hvm</type>",
+        "<vcpu>1</vcpu>", "<type arch='x86_64' machine='q35'>hvm</type>",
         "<kernel>/run/t/images/vmlinuz</kernel>", "<initrd>/run/t/images/guest.initrd</initrd>",
-        "<cmdline>console=ttyS0 tosec.role=guest tosec.name=web tosec.shmem=guest:web@08",
+        "<cmdline>intel_iommu=on console=ttyS0 tosec.role=guest tosec.name=web "
+        "tosec.shmem=guest:web@08",
         "<serial type='file'>",
         "<source path='/run/t/logs/tosec-guest-web.console.log' append='on'/>",
         "<shmem name='tosec-web'>", "<model type='ivshmem-doorbell'/>", "<size unit='M'>64</size>",
-        "<server path='/run/t/guests/web/ivshmem.sock'/>", "<msi vectors='1' ioeventfd='on'/>",
+        "<server path='/run/t/guests/web/ivshmem.sock'/>", "<msi vectors='16' ioeventfd='on'/>",
         "<address type='pci' domain='0x0000' bus='0x00' slot='0x08' function='0x0'/>",
         "<memballoon model='none'/>", "<controller type='usb' model='none'/>"}) {
     EXPECT_NE(x.find(want), std::string::npos) << want << "\n" << x;
@@ -213,12 +270,12 @@ TEST(ProvisionXml, EscapesEveryValue) {
   EXPECT_EQ(xml_escape("a\x01"
                        "b\tc"),
             "a?b\tc");  // XML 1.0 cannot carry U+0001
-  cli::Config bad = cli::default_config();
+  cli::Config bad = vm_defaults();
   bad.vm.images_dir = "/img/\x1b[31m";
   ASSERT_FALSE(plan_domains(bad).ok());
   EXPECT_NE(plan_domains(bad).error().message.find("vm.images_dir: control characters"),
             std::string::npos);
-  cli::Config cfg = cli::default_config();
+  cli::Config cfg = vm_defaults();
   cfg.platform.runtime_dir = "/run/a&b'c";
   cfg.vm.images_dir = "/img/<x>\"y\"";
   auto plan = plan_domains(cfg);
@@ -294,6 +351,8 @@ TEST(ProvisionConfig, VmTableIsValidated) {
   EXPECT_EQ(ok->vm.name_prefix, "");
   const cli::Config d = cli::default_config();
   EXPECT_TRUE(d.vm.has_role("tovm") && d.vm.has_role("svm") && d.vm.has_role("guest"));
+  EXPECT_FALSE(d.vm.present);  // no [vm] table: guests are processes
+  EXPECT_FALSE(d.guests[0].in_vm);
 }
 
 }  // namespace

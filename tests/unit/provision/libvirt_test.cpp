@@ -15,10 +15,18 @@
 namespace tosec::provision {
 namespace {
 
+// The built-in defaults with a [vm] table: guests run in VMs.
+cli::Config vm_defaults() {
+  auto c = cli::parse_config("[vm]\n", "t.toml");
+  EXPECT_TRUE(c.ok());
+  return *c;
+}
+
 constexpr const char* kTestUri = "test:///default";
 constexpr const char* kValidator = "/usr/bin/virt-xml-validate";
 
 const char* const kChains = R"(
+[vm]
 [platform]
 runtime_dir = "/run/t&'x"
 [[guest]]
@@ -165,7 +173,7 @@ TEST(ProvisionLibvirt, DefineListStartDestroyOnTheTestDriver) {
 TEST(ProvisionLibvirt, ALibvirtErrorNamesTheDomain) {
   auto watcher = Connection::open(kTestUri);
   ASSERT_TRUE(watcher.ok()) << watcher.error().message;
-  const cli::Config cfg = cli::default_config();
+  const cli::Config cfg = vm_defaults();
   auto plan = plan_domains(cfg);
   ASSERT_TRUE(plan.ok());
   // Someone else's domain already holds the guest's name (with another UUID).

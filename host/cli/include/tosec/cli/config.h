@@ -53,6 +53,10 @@ struct GuestConfig {
   std::string name;
   rpc::GuestChannelConfig channel;   // defaults = GuestChannelConfig's
   std::vector<std::string> exclude;  // CIDRs and "port:N": traffic that stays on the kernel
+  // The guest runs in a VM (a [vm] table whose roles include "guest"): its TOE serves the
+  // in-guest agent on the last lane (tosec-tovm --vm-agent, decision 0008) and its region has
+  // one doorbell vector per lane (the agent's and one per shim process).
+  bool in_vm = false;
 };
 
 // ---- inspection: security VMs, chains, policies (docs/config.md, docs/svm.md) --------------
@@ -94,6 +98,7 @@ struct VmConfig {
   std::uint32_t tovm_memory_mib = 512;
   std::uint32_t svm_memory_mib = 512;
   std::uint32_t guest_vcpus = 1;
+  bool present = false;  // the config has a [vm] table (without one, everything is a process)
   bool has_role(std::string_view role) const;
 };
 

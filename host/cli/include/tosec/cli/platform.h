@@ -52,6 +52,13 @@ std::string persistent_shm_name(const std::string& runtime_dir, const std::strin
 // Size of the guest region: guest_region_layout(cfg).pow2_size().
 std::uint64_t guest_region_size(const rpc::GuestChannelConfig& cfg);
 
+// Doorbell vectors of a guest region, what its tosec-ivshmem-server gives each peer (`-n`):
+// 1 in process mode; for a guest in a VM one per lane (vector 0 the in-guest agent's, 1.. the
+// shim processes', rpc/agent_lane.h), and its <shmem> device must have as many MSI-X vectors.
+std::uint32_t guest_doorbell_vectors(const GuestConfig& guest);
+// The inspection region's: one doorbell per mesh node.
+inline constexpr std::uint32_t kInspectionDoorbellVectors = 1;
+
 std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
                                              const GuestPaths& paths);
 // tosec-tovm's command line: a guest group (--guest NAME and the flags that belong to it) per

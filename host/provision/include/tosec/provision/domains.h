@@ -24,13 +24,14 @@
 
 namespace tosec::provision {
 
-// Doorbell vectors of every region: what tosec-ivshmem-server is started with (`-n 1`). QEMU
-// refuses a server that sends more eventfds per peer than the device has vectors.
-inline constexpr std::uint32_t kDoorbellVectors = 1;
-// Shared-memory devices go to PCI slots 0x08..0x1f of bus 0 (i440fx: the low slots hold the
-// host bridge and the PIIX3; libvirt places anything else it adds after them).
+// Shared-memory devices go to PCI slots 0x08..0x1e of bus 0 (q35: slot 0 holds the host
+// bridge, 0x1f the ICH9 LPC/SATA/SMBus functions; libvirt places anything else it adds in the
+// low slots).
 inline constexpr std::uint32_t kFirstShmemSlot = 0x08;
-inline constexpr std::uint32_t kLastShmemSlot = 0x1f;
+inline constexpr std::uint32_t kLastShmemSlot = 0x1e;
+// Every domain's kernel command line starts with this: VFIO needs the guest's IOMMU to hand
+// the ivshmem device's MSI-X vectors to user space (decision 0010).
+inline constexpr const char* kIommuCmdline = "intel_iommu=on";
 // libvirt refuses an ivshmem <size> that is not a power of two of at least 1 MiB. For the
 // doorbell model QEMU maps whatever the server hands over, so the size only documents it.
 inline constexpr std::uint64_t kMinShmemSize = std::uint64_t{1} << 20;
@@ -51,7 +52,10 @@ struct ShmemDevice {
   std::string guest;       // whose region
   std::string server;      // the tosec-ivshmem-server socket
   std::uint64_t size = 0;  // bytes, a power of two
-  std::uint32_t slot = 0;  // PCI slot on bus 0
+  // MSI-X vectors: exactly what the region's tosec-ivshmem-server gives each peer (`-n`), as
+  // QEMU refuses a server that sends more eventfds per peer than the device has vectors.
+  std::uint32_t vectors = 1;
+  std::uint32_t slot = 0;             // PCI slot on bus 0
   std::optional<std::uint32_t> node;  // an SVM's mesh node in that inspection region
 };
 
