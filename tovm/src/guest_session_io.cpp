@@ -133,6 +133,13 @@ void GuestSession::kill_placeholder(std::uint32_t id) {
   zombies_.push_back(id);
 }
 
+bool GuestSession::has_zombies() const {
+  return std::any_of(zombies_.begin(), zombies_.end(), [this](std::uint32_t id) {
+    const TSocket* s = sockets_.find(id);
+    return s != nullptr && !s->agent_held;
+  });
+}
+
 void GuestSession::check_zombies() {
   if (zombies_.empty()) return;
   const auto now = std::chrono::steady_clock::now();

@@ -261,17 +261,26 @@ TEST(TovmAgentLane, HelloProcessAndAShimWhoseBEndsTheAgentHolds) {
   EXPECT_TRUE(wait_for([&] { return h.stat("guests_reclaimed") == 1; }));
 }
 
-TEST(TovmAgentLane, AConnectionResetIsAKillAndTheAgentReportsTheLastClose) {
+// An agent after hello with one process and a TCP socket on its lane.
+class TovmAgentSocket : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(h.ok()) << h.error();
+    ASSERT_TRUE(agent.ok());
+    const std::int64_t created = agent_socket(agent, 1, lane, shim);
+    ASSERT_GE(created, 0);
+    id = static_cast<std::uint32_t>(created);
+    gen = agent.channel().slot(id)->generation.load();
+  }
   ToeHarness h = vm_toe();
-  ASSERT_TRUE(h.ok()) << h.error();
-  TestAgent agent(h);
-  ASSERT_TRUE(agent.ok());
+  TestAgent agent{h};
   std::int64_t lane = -1;
   GuestLane shim;
-  const std::int64_t created = agent_socket(agent, 2, lane, shim);
-  ASSERT_GE(created, 0);
-  const auto id = static_cast<std::uint32_t>(created);
-  const std::uint32_t gen = agent.channel().slot(id)->generation.load();
+  std::uint32_t id = 0;
+  std::uint32_t gen = 0;
+};
+
+TEST_F(TovmAgentSocket, AConnectionResetIsAKillAndTheAgentReportsTheLastClose) {
   KernelListener listener;
   const sockaddr_in to = loopback(listener.port);
   const std::uint32_t chunk = agent.channel().lane_tx_first(static_cast<std::uint32_t>(lane));
@@ -324,15 +333,7 @@ TEST(TovmAgentLane, AMalformedAgentDescriptorClosesOnlyTheAgent) {
   EXPECT_EQ(agent.process(2, 1), lane);  // the reclaimed lane is free again
 }
 
-TEST(TovmAgentLane, ANewGenerationReclaimsTheOldAgentsLanesAndSockets) {
-  ToeHarness h = vm_toe();
-  ASSERT_TRUE(h.ok()) << h.error();
-  TestAgent agent(h);
-  ASSERT_TRUE(agent.ok());
-  std::int64_t lane = -1;
-  GuestLane shim;
-  const std::int64_t created = agent_socket(agent, 1, lane, shim);
-  ASSERT_GE(created, 0);
+TEST_F(TovmAgentSocket, ANewGenerationReclaimsTheOldAgentsLanesAndSockets) {
   EXPECT_TRUE(wait_for([&] { return h.stat("open") == 1; }));
 
   auto restarted = agent.hello(2);
@@ -351,6 +352,66 @@ TEST(TovmAgentLane, RequestsBeforeHelloCloseTheAgent) {
   agent.post_agent(rpc::AgentOp::kAgentProcess, 1, 1, 1);
   EXPECT_TRUE(wait_for([&] { return h.stat("bad_descriptors") == 1; }));
   EXPECT_EQ(agent.hello(1)->result, 0);
+}
+
+TEST_F(TovmAgentSocket, AcceptNamesTheAcceptRequestInItsBind) {
+  const sockaddr_in any = loopback(0);
+  const std::uint32_t chunk = agent.channel().lane_tx_first(static_cast<std::uint32_t>(lane));
+  rpc::Descriptor bind = with_address(agent.channel(), chunk, rpc::Op::kBind, id, &any, sizeof any);
+  bind.request_id = 2;
+  auto bound = call(agent, shim, bind);
+  ASSERT_TRUE(bound.has_value());
+  ASSERT_EQ(bound->result, 0);
+  rpc::Descriptor listen{};
+  listen.op = static_cast<std::uint16_t>(rpc::Op::kListen);
+  listen.socket = id;
+  listen.request_id = 3;
+  listen.arg0 = 4;
+  auto listening = call(agent, shim, listen);
+  ASSERT_TRUE(listening.has_value());
+  ASSERT_EQ(listening->result, 0);
+  sockaddr_in local{};
+  std::memcpy(&local, agent.channel().slot(id)->local.bytes, sizeof local);
+  rpc::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local), 0);
+  // A connection to accept makes the listener's A readable.
+  EXPECT_TRUE(agent.expect(rpc::AgentOp::kAgentSignal, id).has_value());
+  ASSERT_TRUE(wait_for([&] { return agent.channel().slot(id)->accept_ready.load() > 0; }));
+  rpc::Descriptor accept{};
+  accept.op = static_cast<std::uint16_t>(rpc::Op::kAccept);
+  accept.socket = id;
+  accept.request_id = 900;
+  auto accepted = call(agent, shim, accept);
+  ASSERT_TRUE(accepted.has_value());
+  ASSERT_GE(accepted->result, 0);
+  const auto conn = static_cast<std::uint32_t>(accepted->result);
+  auto b = agent.expect(rpc::AgentOp::kAgentBind, conn);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->request_id, 900U);
+  EXPECT_EQ(b->arg1, agent.channel().slot(conn)->generation.load());
+}
+
+TEST(TovmAgentLane, TheVmLeavingReclaimsTheAgentLaneAndEverythingOfTheAgent) {
+  ToeHarness h = vm_toe();
+  ASSERT_TRUE(h.ok()) << h.error();
+  {
+    TestAgent agent(h);
+    ASSERT_TRUE(agent.ok());
+    std::int64_t lane = -1;
+    GuestLane shim;
+    ASSERT_GE(agent_socket(agent, 1, lane, shim), 0);
+    EXPECT_TRUE(wait_for([&] { return h.stat("open") == 1; }));
+  }  // the VM's ivshmem peer leaves
+  EXPECT_TRUE(wait_for([&] { return h.stat("agent_generation") == 0; }));
+  EXPECT_TRUE(wait_for([&] { return h.stat("open") == 0; }));
+  EXPECT_TRUE(wait_for([&] { return h.stat("guests_reclaimed") == 2; }));  // process + agent lane
+  // The next VM (or the same after a reboot) finds a fresh agent lane.
+  TestAgent next(h);
+  ASSERT_TRUE(next.ok());
+  auto hello = next.hello(1);
+  ASSERT_TRUE(hello.has_value());
+  EXPECT_EQ(hello->result, 0);
+  EXPECT_EQ(next.process(1, 1), 0);
 }
 
 // ---- message encoding (no TOE) ---------------------------------------------------------------

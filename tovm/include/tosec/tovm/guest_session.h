@@ -102,8 +102,9 @@ class GuestSession {
   // True if completions wait for room in a completion ring (the worker then sleeps briefly).
   bool has_stalled_output() const;
   // True while dead connections wait for the guest's last close of their placeholder (the
-  // worker then wakes at least every kZombieCheckMs to look).
-  bool has_zombies() const { return !zombies_.empty(); }
+  // worker then wakes at least every kZombieCheckMs to look). Not the agent's zombies (VM
+  // mode): their last close comes as kAgentHangup, nothing to poll.
+  bool has_zombies() const;
   static constexpr int kZombieCheckMs = 10;
   // With inspection: how long the worker may sleep before the chain's deadlines must be
   // checked (-1: until an event).
