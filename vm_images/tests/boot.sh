@@ -16,7 +16,8 @@ mkdir -p "$images"
 lib() { local f; for f in "$VMIMG_BIN_DIR/lib/$1" "$VMIMG_BIN_DIR/$1"; do
   [[ -f $f ]] && { echo "$f"; return; }; done; echo "FAIL: no $1 in $VMIMG_BIN_DIR"; exit 1; }
 inputs=("$builder" "$here/../init" "$here"/../lib/*.sh "$here/boot_check.sh" "$(lib libtosec.so)"
-        "$(lib libtosec-preload.so)" /bin/busybox "$(command -v curl)")
+        "$(lib libtosec-preload.so)" "$VMIMG_BIN_DIR/bin/tosec-guest-agent" "$here/../guest/tosec"
+        /bin/busybox "$(command -v curl)")
 key=$( { sha256sum "${inputs[@]}"; ls "$VMIMG_CACHE/debs" 2>/dev/null || true; } | sha256sum)
 if [[ -f $images/guest.initrd && -f $images/vmlinuz && $(cat "$images/key" 2>/dev/null) == "$key" ]]; then
   echo "image up to date in $images"

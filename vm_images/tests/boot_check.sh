@@ -39,4 +39,14 @@ rc=$?
   bad "curl --version under LD_PRELOAD exited $rc: $(head -c 400 /tmp/curl.out /tmp/ld.out)"
 grep -q 'calling init: /usr/lib/tosec/libtosec-preload.so' /tmp/ld.out &&
   ok "libtosec-preload.so initialised in curl" || bad "the dynamic loader never ran the shim's init"
+# VM mode's guest side: the agent links and runs in the image, the image's `tosec run` wrapper
+# answers a usage error as documented.
+tosec-guest-agent --help >/tmp/agent.out 2>&1
+rc=$?
+[ $rc = 0 ] && grep -q -- '--device' /tmp/agent.out && ok "tosec-guest-agent runs (--help)" ||
+  bad "tosec-guest-agent --help exited $rc: $(head -c 400 /tmp/agent.out)"
+tosec bogus >/dev/null 2>&1
+rc=$?
+[ $rc = 2 ] && ok "tosec (run wrapper) refuses a bad subcommand with 2" ||
+  bad "tosec bogus exited $rc, expected 2"
 exit $failed

@@ -248,7 +248,9 @@ Result<std::vector<DomainSpec>> plan_domains(const cli::Config& cfg) {
                                  "default to tovm, svm and guest)"};
       }
       DomainSpec d = make_domain(cfg, images, Role::kGuest, r.guest->name, {r.region});
-      if (!r.guest->exclude.empty()) d.cmdline = " tosec.exclude=" + join(r.guest->exclude, ",");
+      // The in-guest agent's --vectors: the device's MSI-X vectors (/init passes it on).
+      d.cmdline = " tosec.vectors=" + std::to_string(r.region.vectors);
+      if (!r.guest->exclude.empty()) d.cmdline += " tosec.exclude=" + join(r.guest->exclude, ",");
       out.push_back(std::move(d));
     }
   }

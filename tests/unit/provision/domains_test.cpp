@@ -101,6 +101,7 @@ TEST(ProvisionPlan, TovmSvmsAndGuestsInStartOrderWithTheirRegions) {
   EXPECT_EQ(web.kernel, "/run/t/images/vmlinuz");
   EXPECT_EQ(web.console_log, "/run/t/logs/tosec-guest-web.console.log");
   EXPECT_NE(web.cmdline.find("tosec.exclude=127.0.0.0/8,port:53"), std::string::npos);
+  EXPECT_NE(web.cmdline.find(" tosec.vectors=16 "), std::string::npos) << web.cmdline;
   EXPECT_TRUE(
       web.cmdline.starts_with("intel_iommu=on console=ttyS0 tosec.role=guest tosec.name=web "));
 }
