@@ -486,8 +486,28 @@ netperf_guest_client() {
   local ns_pid=$BG_PID
   wait_for_port --peer "$PEER_IP" "$NETPERF_PORT" 10 "$ns_pid" netserver
   offload_watch_start "dst $PEER_IP"
-  check_run netperf 60 guest netperf -4 -H "$PEER_IP" -p "$NETPERF_PORT" -t "$test" -l "$len" \
-    -P 0 -- "$@" -o THROUGHPUT,THROUGHPUT_UNITS,ELAPSED_TIME,MEAN_LATENCY
+  # shellcheck disable=SC2054  # the commas belong to netperf's -o list
+  local cmd=(netperf -4 -H "$PEER_IP" -p "$NETPERF_PORT" -t "$test" -l "$len" -P 0 -- "$@"
+    -o THROUGHPUT,THROUGHPUT_UNITS,ELAPSED_TIME,MEAN_LATENCY)
+  local rc=0
+  if [[ "$test" == TCP_CRR ]]; then
+    # Known open bug (issue 3): under the shim, netperf's blocking recv() after shutdown(SHUT_WR)
+    # rarely returns EAGAIN ("disconnect_data_socket failed"): seen in full-suite runs (CI, a
+    # clean-clone run on 2026-12-05), never reproduced alone. That one signature gets one retry, logged; any other failure,
+    # or the same one twice, fails the test.
+    run_guest 60 "${cmd[@]}" >"$APPS_TMP/netperf.out" 2>&1 || rc=$?
+    if ((rc != 0)) && grep -q 'disconnect_data_socket failed: Resource temporarily unavailable' \
+      "$APPS_TMP/netperf.out"; then
+      log "KNOWN BUG (issue 3): TCP_CRR disconnect_data_socket EAGAIN; retrying once"
+      rc=0
+      check_run netperf 60 guest "${cmd[@]}"
+    elif ((rc != 0)); then
+      tail -n 30 "$APPS_TMP/netperf.out" >&2
+      fail "netperf (guest) exit status $rc: $(first_error_line "$APPS_TMP/netperf.out")"
+    fi
+  else
+    check_run netperf 60 guest "${cmd[@]}"
+  fi
   offload_watch_check
   local line thr
   line="$(grep -E '^[0-9.]+,' "$APPS_TMP/netperf.out" | tail -n1 || true)"
