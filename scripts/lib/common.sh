@@ -43,7 +43,7 @@ libtomlplusplus-dev   # toml++: parses the platform config (tosec -c CONFIG)
 libvirt-dev           # tosec provision: the libvirt C API (define, start, destroy VM-mode domains)
 libvirt-clients       # virt-xml-validate and virsh: provisioning tests validate the domain XML
 libvirt-daemon-system # libvirtd + virtlogd: the VM-mode acceptance test starts them itself
-libvirt-daemon-driver-qemu # libvirtd's QEMU driver (TCG domains with ivshmem-doorbell devices)
+libvirt-daemon-driver-qemu # the QEMU driver of libvirtd (TCG domains with ivshmem-doorbell devices)
 libxml2-utils         # xmllint, which virt-xml-validate runs
 nginx-light           # acceptance tests: nginx as guest server and as peer
 redis-server          # acceptance tests: redis as guest and as peer
