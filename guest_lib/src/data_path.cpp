@@ -271,6 +271,7 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
     d.socket = s->ref.id;
     d.pool = static_cast<std::uint16_t>(rpc::PoolId::kRx);
     d.chunk = chunk;
+    d.arg0 = s->ref.generation;  // names the loan: a late return cannot end a newer one
     (void)s->p->post_lazy(d, &s->slot->rx_paused);
   };
   const RxRing ring = s->p->rx_ring(s->ref.id);

@@ -31,7 +31,7 @@ GuestSession::GuestSession(const TovmOptions& opts, int epoll_fd,
       sockets_(opts.channel.max_sockets),
       tx_held_(opts.channel.lanes * opts.channel.tx_chunks_per_lane),
       rx_alloc_(opts.channel.rx_chunks),
-      rx_owner_(opts.channel.rx_chunks, 0),
+      rx_owner_(opts.channel.rx_chunks),
       started_(std::chrono::steady_clock::now()) {}
 
 GuestSession::~GuestSession() { shutdown(); }
@@ -548,6 +548,7 @@ std::string GuestSession::status_json() {
     << ",\"bytes_rx_wire\":" << counters_.bytes_rx_wire
     << ",\"rx_backpressure_events\":" << counters_.rx_backpressure_events
     << ",\"bad_descriptors\":" << counters_.bad_descriptors
+    << ",\"stale_buffer_returns\":" << counters_.stale_buffer_returns
     << ",\"guests_reclaimed\":" << counters_.guests_reclaimed
     << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
     << ",\"tx_chunks_held\":" << tx_held_.held_count()

@@ -296,7 +296,7 @@ void GuestSession::publish_peer_fin(std::uint32_t id) {
 void GuestSession::lend_rx_chunk(std::uint32_t id, std::uint32_t chunk, std::uint32_t length) {
   TSocket& s = sockets_.at(id);
   (void)rx_alloc_.lend(chunk);
-  rx_owner_[chunk] = id;
+  rx_owner_[chunk] = {id, s.generation};
   ++s.rx_lent;
   const rpc::RxEntry e{chunk, length};
   (void)s.rx.enqueue_burst(&e, 1);  // room was checked before the chunk was allocated
@@ -494,7 +494,10 @@ void GuestSession::finish_close(std::uint32_t id) {
   ph(id).release(id);
   if (s->rx_lent > 0) {
     for (std::uint32_t c = 0; c < rx_owner_.size(); ++c) {
-      if (rx_owner_[c] == id) (void)rx_alloc_.reclaim(c);  // EPERM for chunks not lent: fine
+      if (rx_owner_[c].socket == id) {
+        (void)rx_alloc_.reclaim(c);
+        rx_owner_[c] = {};
+      }
     }
   }
   if (s->zombie) std::erase(zombies_, id);

@@ -448,13 +448,33 @@ void GuestSession::op_getsockopt(std::uint32_t lane, const rpc::Descriptor& d) {
 }
 
 void GuestSession::op_buffer_return(const rpc::Descriptor& d) {
+  // d.chunk is in range (validated). The return must end the loan it names: socket and
+  // generation. A return that sat in a lane while its socket closed names a loan that ended
+  // then (finish_close reclaimed the chunk); the chunk may be lent again by now.
+  const RxLoan loan = rx_owner_[d.chunk];
+  if (loan.socket == RxLoan::kNone ||
+      (loan.socket == d.socket && loan.generation != static_cast<std::uint32_t>(d.arg0))) {
+    ++counters_.stale_buffer_returns;
+    log(LogLevel::kDebug, "kBufferReturn: rx chunk " + std::to_string(d.chunk) + " of socket " +
+                              std::to_string(d.socket) + ": its loan already ended, ignored");
+    return;
+  }
+  if (loan.socket != d.socket) {
+    // Lent to another socket: either stale (that socket closed and the chunk moved on) or a
+    // guest returning what it does not hold. Either way it must not end someone else's loan.
+    ++counters_.stale_buffer_returns;
+    log(LogLevel::kDebug, "kBufferReturn: rx chunk " + std::to_string(d.chunk) +
+                              " is lent to socket " + std::to_string(loan.socket) + ", not " +
+                              std::to_string(d.socket) + ": ignored");
+    return;
+  }
   if (auto st = rx_alloc_.reclaim(d.chunk); !st) {
     ++counters_.bad_descriptors;
     log(LogLevel::kDebug, "kBufferReturn: " + st.message());
     return;
   }
-  const std::uint32_t id = rx_owner_[d.chunk];
-  if (TSocket* s = sockets_.find(id); s != nullptr && s->rx_lent > 0) --s->rx_lent;
+  rx_owner_[d.chunk] = {};
+  if (TSocket* s = sockets_.find(loan.socket); s != nullptr && s->rx_lent > 0) --s->rx_lent;
   resume_paused();
 }
 

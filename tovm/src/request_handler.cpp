@@ -47,7 +47,8 @@ rpc::Status validate_guest_request(const rpc::Descriptor& d, const ValidationCon
     if (d.pool != static_cast<std::uint16_t>(rpc::PoolId::kRx)) {
       return bad("pool", d.pool, "kBufferReturn returns rx chunks");
     }
-    (void)ctx.rx;  // lent-ness is checked by ChunkAllocator::reclaim, which also frees it
+    if (d.arg0 > UINT32_MAX) return bad("kBufferReturn generation", d.arg0, "has high bits set");
+    (void)ctx.rx;  // the loan (socket, generation, lent-ness) is checked when it is handled
   }
   // 3. per-op shape
   switch (static_cast<rpc::Op>(d.op)) {

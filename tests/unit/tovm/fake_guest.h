@@ -265,11 +265,18 @@ class FakeGuest {
     d.arg1 = addr_len;
     return post(d);
   }
-  void return_rx(std::uint32_t chunk) {
+  // Gives rx chunk `chunk` of socket `id` back, naming the loan by the socket's current
+  // generation (or `generation`, to replay a late return).
+  void return_rx(std::uint32_t id, std::uint32_t chunk) {
+    return_rx(id, chunk, ch_.slot(id)->generation.load(std::memory_order_acquire));
+  }
+  void return_rx(std::uint32_t id, std::uint32_t chunk, std::uint32_t generation) {
     rpc::Descriptor d{};
     d.op = static_cast<std::uint16_t>(rpc::Op::kBufferReturn);
+    d.socket = id;
     d.pool = static_cast<std::uint16_t>(rpc::PoolId::kRx);
     d.chunk = chunk;
+    d.arg0 = generation;
     (void)post(d);
   }
   // Takes up to `max` entries from the socket's rx ring.

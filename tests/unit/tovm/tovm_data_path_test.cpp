@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 
@@ -65,7 +66,7 @@ std::vector<std::byte> guest_recv(FakeGuest& g, std::uint32_t id, std::size_t n)
     for (const auto& e : g.take_rx(id)) {
       auto c = g.channel().rx_pool().chunk(e.chunk);
       out.insert(out.end(), c.begin(), c.begin() + e.length);
-      g.return_rx(e.chunk);
+      g.return_rx(id, e.chunk);
     }
     return out.size() >= n;
   });
@@ -225,6 +226,95 @@ TEST(TovmDataPath, ReceiveBackpressureStopsReadingAndNeverDrops) {
   EXPECT_EQ(toe.stat("rx_chunks_lent"), 0);
 }
 
+// A kBufferReturn can sit in a lane's request ring while its socket closes: the close
+// reclaims the socket's chunks, the next socket is lent the same chunks (the free list is LIFO),
+// and then the late return arrives. It must not end the new loan, or the TOE would fill a chunk
+// the guest is still reading (seen as 16-64 KiB of another stream inside a download).
+TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
+  ToeHarness toe;  // 64 rx chunks of 4 KiB
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  KernelListener srv;
+  constexpr std::size_t kChunk = 4096;
+  // Takes entries of `id` until `n` bytes came, handing each to `f`.
+  auto take_bytes = [&](std::uint32_t id, std::size_t n, auto&& f) {
+    std::size_t got = 0;
+    wait_for([&] {
+      for (const auto& e : g->take_rx(id)) {
+        got += e.length;
+        f(e);
+      }
+      return got >= n;
+    });
+    return got;
+  };
+  struct Conn {
+    rpc::UniqueFd a, peer;
+    std::uint32_t id = 0;
+  };
+  // A guest socket connected to `srv`, and `chunks` chunks of `fill` sent to it by the peer.
+  auto connect_and_feed = [&](Conn& c, std::size_t chunks, char fill) {
+    c.id = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, c.a));
+    EXPECT_TRUE(guest_connect(*g, c.id, c.a.get(), srv.port));
+    c.peer = srv.accept_one();
+    const std::vector<std::byte> v(chunks * kChunk, static_cast<std::byte>(fill));
+    EXPECT_EQ(::send(c.peer.get(), v.data(), v.size(), 0), static_cast<ssize_t>(v.size()));
+  };
+  auto keep = [](std::vector<rpc::RxEntry>& to) {
+    return [&to](const rpc::RxEntry& e) { to.push_back(e); };
+  };
+
+  // Socket X receives 4 chunks and closes without returning them.
+  Conn x;
+  connect_and_feed(x, 4, 'x');
+  std::vector<rpc::RxEntry> x_entries;
+  ASSERT_EQ(take_bytes(x.id, 4 * kChunk, keep(x_entries)), 4 * kChunk);
+  const std::uint32_t x_gen = g->slot(x.id)->generation.load();
+  x.a.reset();
+  ASSERT_TRUE(wait_for([&] { return toe.stat("open") == 0; })) << toe.status();
+  g->forget_rx_ring(x.id);
+
+  // Socket Y (perhaps the same id, a new generation) is lent the same chunks.
+  Conn y;
+  connect_and_feed(y, 8, 'y');
+  std::vector<rpc::RxEntry> y_held;
+  ASSERT_EQ(take_bytes(y.id, 8 * kChunk, keep(y_held)), 8 * kChunk);
+  bool reused = false;
+  for (const auto& xe : x_entries) {
+    for (const auto& ye : y_held) reused = reused || xe.chunk == ye.chunk;
+  }
+  ASSERT_TRUE(reused) << "precondition: Y holds a chunk X was lent";
+
+  // X's late returns arrive now: counted, ignored.
+  for (const auto& xe : x_entries) g->return_rx(x.id, xe.chunk, x_gen);
+  ASSERT_TRUE(wait_for([&] {
+    return toe.stat("stale_buffer_returns") == static_cast<std::int64_t>(x_entries.size());
+  })) << toe.status();
+  EXPECT_EQ(toe.stat("rx_chunks_lent"), static_cast<std::int64_t>(y_held.size()));
+
+  // More data for Y goes into other chunks; what Y holds is untouched.
+  const std::vector<std::byte> zs(4 * kChunk, std::byte{'z'});
+  ASSERT_EQ(::send(y.peer.get(), zs.data(), zs.size(), 0), static_cast<ssize_t>(zs.size()));
+  EXPECT_EQ(take_bytes(y.id, zs.size(),
+                       [&](const rpc::RxEntry& e) {
+                         for (const auto& h : y_held) {
+                           EXPECT_NE(e.chunk, h.chunk) << "a chunk lent twice";
+                         }
+                         g->return_rx(y.id, e.chunk);
+                       }),
+            zs.size());
+  for (const auto& h : y_held) {
+    auto c = g->channel().rx_pool().chunk(h.chunk).first(h.length);
+    EXPECT_TRUE(std::all_of(c.begin(), c.end(), [](std::byte b) { return b == std::byte{'y'}; }))
+        << "Y's chunk " << h.chunk << " was overwritten";
+    g->return_rx(y.id, h.chunk);
+  }
+  EXPECT_TRUE(wait_for([&] { return toe.stat("rx_chunks_lent") == 0; })) << toe.status();
+  EXPECT_EQ(toe.stat("bad_descriptors"), 0);
+}
+
 TEST(TovmDataPath, SendBackpressureHoldsCompletionsUntilTheQueueDrains) {
   ToeHarness toe;  // 16 tx chunks of 4 KiB per lane; TOE queue cap 2 x SO_SNDBUF
   ASSERT_TRUE(toe.ok()) << toe.error();
@@ -311,7 +401,7 @@ TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
   std::memcpy(&s, src.bytes, sizeof s);
   EXPECT_EQ(s.sin_port, ka.sin_port);
   EXPECT_EQ(std::memcmp(c.data() + sizeof src, "pong!", 5), 0);
-  g->return_rx(e[0].chunk);
+  g->return_rx(sid, e[0].chunk);
 }
 
 }  // namespace

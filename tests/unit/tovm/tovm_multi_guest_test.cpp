@@ -143,7 +143,7 @@ std::string echo_round(const TovmOptions& o, std::size_t bytes, unsigned seed) {
         for (const auto& e : g->take_rx(sid)) {
           auto c = g->channel().rx_pool().chunk(e.chunk);
           back.insert(back.end(), c.begin(), c.begin() + e.length);
-          g->return_rx(e.chunk);
+          g->return_rx(sid, e.chunk);
         }
         return back.size() >= bytes;
       });

@@ -236,7 +236,10 @@ class GuestChannel {
 //           chunk holds the value
 // kGetsockopt arg0 = level << 32 | optname        result = value length / -errno; arg0, arg1 =
 //                                                 first 16 bytes of the value
-// kBufferReturn pool = kRx, chunk = rx chunk      no completion
+// kBufferReturn socket, arg0 = socket generation, no completion (one that names a socket or
+//           pool = kRx, chunk = rx chunk          generation the chunk is not lent to is
+//                                                 ignored: it may have sat in the lane while
+//                                                 the socket closed and the chunk moved on)
 // kKick     socket; arg0 = 1 re-signal readable,  no completion
 //           2 re-check writable
 //

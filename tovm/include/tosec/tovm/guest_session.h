@@ -70,7 +70,8 @@ struct SessionCounters {
   std::uint64_t bytes_rx_wire = 0;           // read from the stack
   std::uint64_t rx_backpressure_events = 0;  // a socket stopped reading (ring full / no chunk)
   std::uint64_t bad_descriptors = 0;
-  std::uint64_t guests_reclaimed = 0;  // lanes of dead guest processes reclaimed
+  std::uint64_t stale_buffer_returns = 0;  // kBufferReturn for a loan already ended (benign)
+  std::uint64_t guests_reclaimed = 0;      // lanes of dead guest processes reclaimed
   std::uint64_t lanes_closed_broken = 0;
   std::uint64_t streams_blocked = 0;       // connections reset by an SVM chain's verdict
   std::uint64_t streams_inspected = 0;     // connections a policy sent through a chain
@@ -271,7 +272,15 @@ class GuestSession {
   SocketTable sockets_;
   rpc::ChunkLedger tx_held_;  // tx chunks the TOE holds (until their completion is queued)
   rpc::ChunkAllocator rx_alloc_;
-  std::vector<std::uint32_t> rx_owner_;     // socket id per lent rx chunk
+  // Which socket (id and generation) each rx chunk is lent to. A kBufferReturn must name the
+  // loan it ends: a return still queued in a lane when its socket was closed (and the chunk
+  // reclaimed and lent again, perhaps to another process) must not end the new loan.
+  struct RxLoan {
+    static constexpr std::uint32_t kNone = UINT32_MAX;
+    std::uint32_t socket = kNone;
+    std::uint32_t generation = 0;
+  };
+  std::vector<RxLoan> rx_owner_;
   std::vector<std::uint32_t> paused_;       // sockets stopped for backpressure
   std::vector<std::uint32_t> paused_hint_;  // slots whose rx_paused hint is set
   std::vector<std::uint32_t> closing_;      // EOF on B seen this iteration
