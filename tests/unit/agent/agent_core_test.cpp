@@ -7,10 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <vector>
+
+#include "formatted_guest_region.h"
 
 namespace tosec::agent {
 namespace {
@@ -42,18 +43,7 @@ class AgentCoreTest : public ::testing::Test {
     cfg_.chunk_size = 256;
     cfg_.tx_chunks_per_lane = 2;
     cfg_.rx_chunks = 8;
-    auto layout = rpc::guest_region_layout(cfg_);
-    size_ = layout.required_size();
-    mem_ = static_cast<std::byte*>(std::aligned_alloc(4096, (size_ + 4095) / 4096 * 4096));
-    std::memset(mem_, 0, size_);
-    ASSERT_TRUE(layout.format({mem_, size_}));
-    auto view = rpc::RegionView::attach({mem_, size_});
-    ASSERT_TRUE(view) << view.error().message;
-    view_ = std::move(*view);
-    ASSERT_TRUE(rpc::format_guest_channel(view_, cfg_));
-    auto toe = rpc::GuestChannel::attach_toe(view_, cfg_);
-    ASSERT_TRUE(toe);
-    toe_ = std::move(*toe);
+    ASSERT_EQ(region_.format(cfg_), "");
     auto req = toe_.lane_ring(3, true, rpc::RingEnd::kConsumer);
     auto cpl = toe_.lane_ring(3, false, rpc::RingEnd::kProducer);
     ASSERT_TRUE(req && cpl);
@@ -61,9 +51,6 @@ class AgentCoreTest : public ::testing::Test {
     toe_cpl_ = rpc::TypedRing<Descriptor>(std::move(*cpl));
     // The TOE sleeps on this lane: the agent must ring after every request.
     toe_req_.raw().consumer_sleeping().store(1);
-    auto guest = rpc::GuestChannel::attach_guest(view_);
-    ASSERT_TRUE(guest) << guest.error().message;
-    guest_ = std::move(*guest);
     AgentCore::Hooks hooks;
     hooks.process_reply = [this](std::uint64_t t, std::int64_t r) { replies_.emplace_back(t, r); };
     hooks.watch_b = [this](int fd, std::uint32_t socket, std::uint32_t tag) {
@@ -73,10 +60,7 @@ class AgentCoreTest : public ::testing::Test {
     ASSERT_TRUE(core) << core.error().message;
     core_.emplace(std::move(*core));
   }
-  void TearDown() override {
-    core_.reset();
-    std::free(mem_);
-  }
+  void TearDown() override { core_.reset(); }
 
   std::optional<Descriptor> next_request() {
     Descriptor d{};
@@ -139,10 +123,9 @@ class AgentCoreTest : public ::testing::Test {
     std::uint32_t socket, tag;
   };
   rpc::GuestChannelConfig cfg_;
-  std::size_t size_ = 0;
-  std::byte* mem_ = nullptr;
-  rpc::RegionView view_;
-  rpc::GuestChannel toe_, guest_;
+  test::FormattedGuestRegion region_;
+  rpc::GuestChannel& toe_ = region_.toe();
+  rpc::GuestChannel& guest_ = region_.guest();
   rpc::TypedRing<Descriptor> toe_req_, toe_cpl_;
   FakeRinger ringer_;
   std::optional<AgentCore> core_;

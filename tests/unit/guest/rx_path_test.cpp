@@ -5,12 +5,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "formatted_guest_region.h"
 #include "tosec/rpc/guest_channel.h"
 
 namespace tosec::guest {
@@ -30,27 +30,12 @@ class RxPathTest : public ::testing::Test {
     cfg_.chunk_size = 256;
     cfg_.tx_chunks_per_lane = 4;
     cfg_.rx_chunks = 16;
-    auto layout = rpc::guest_region_layout(cfg_);
-    size_ = layout.required_size();
-    mem_ = static_cast<std::byte*>(std::aligned_alloc(4096, (size_ + 4095) / 4096 * 4096));
-    std::memset(mem_, 0, size_);
-    ASSERT_TRUE(layout.format({mem_, size_}));
-    auto view = rpc::RegionView::attach({mem_, size_});
-    ASSERT_TRUE(view) << view.error().message;
-    view_ = std::move(*view);
-    ASSERT_TRUE(rpc::format_guest_channel(view_, cfg_));
-    auto toe = GuestChannel::attach_toe(view_, cfg_);
-    ASSERT_TRUE(toe);
-    toe_ = std::move(*toe);
-    auto guest = GuestChannel::attach_guest(view_);  // geometry from the published area
-    ASSERT_TRUE(guest) << guest.error().message;
-    guest_ = std::move(*guest);
+    ASSERT_EQ(region_.format(cfg_), "");
     auto ring = toe_.rx_ring(kSock, rpc::RingEnd::kProducer);
     ASSERT_TRUE(ring);
     producer_ = rpc::TypedRing<RxEntry>(std::move(*ring));
     rx_ = make_rx_ring(guest_, kSock);
   }
-  void TearDown() override { std::free(mem_); }
 
   // TOE side: lends rx chunk `chunk` holding `bytes` to the socket.
   bool push(std::uint32_t chunk, const std::string& bytes) {
@@ -93,11 +78,9 @@ class RxPathTest : public ::testing::Test {
 
   static constexpr std::uint32_t kSock = 2;
   GuestChannelConfig cfg_;
-  std::size_t size_ = 0;
-  std::byte* mem_ = nullptr;
-  rpc::RegionView view_;
-  GuestChannel toe_;
-  GuestChannel guest_;
+  test::FormattedGuestRegion region_;
+  GuestChannel& toe_ = region_.toe();
+  GuestChannel& guest_ = region_.guest();
   rpc::TypedRing<RxEntry> producer_;
   RxRing rx_;
 };
