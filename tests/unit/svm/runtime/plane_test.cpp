@@ -81,6 +81,11 @@ TEST(InspectionPlane, ParallelGroupJoinsAtTheToe) {
   ASSERT_TRUE(h.submit(2, kOut, "BAD1 here").ok());
   ASSERT_TRUE(h.submit(3, kOut, "BAD2 here").ok());
   ASSERT_TRUE(h.pump([&] { return h.deliveries == 1 && h.blocked(2) && h.blocked(3); }));
+  // A block from one member decides the group: the other member may still be inspecting that
+  // payload. Each member still sees all three (counted when it finishes).
+  ASSERT_TRUE(h.pump([&] {
+    return h.svm(1).counters().payloads.load() == 3U && h.svm(2).counters().payloads.load() == 3U;
+  }));
   EXPECT_EQ(h.delivered[0][1], "clean");
   EXPECT_EQ(h.block_of(2).svm, "s1");
   EXPECT_EQ(h.block_of(3).svm, "s2");
