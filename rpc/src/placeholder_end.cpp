@@ -14,21 +14,23 @@
 namespace tosec::rpc {
 
 Result<PlaceholderEnd> PlaceholderEnd::adopt(UniqueFd b) {
-  const int fl = ::fcntl(b.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(b.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
-    return errno_error("fcntl(B)");
-  }
+  // One call, not F_GETFL + F_SETFL: B is a socket end only the shim has used, so no other
+  // status flag (O_APPEND, O_ASYNC, ...) is set on it to keep (one syscall per socket saved).
+  if (::fcntl(b.get(), F_SETFL, O_NONBLOCK) != 0) return errno_error("fcntl(B)");
   return PlaceholderEnd(std::move(b));
 }
 
 void PlaceholderEnd::signal() const {
-  if (!b_.valid()) return;
+  // After shut_write() A already reports POLLIN for good, and the send would fail (EPIPE).
+  if (!b_.valid() || write_shut_) return;
   const char byte = 1;
   (void)::send(b_.get(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void PlaceholderEnd::shut_write() const {
-  if (b_.valid()) (void)::shutdown(b_.get(), SHUT_WR);
+  if (!b_.valid() || write_shut_) return;
+  (void)::shutdown(b_.get(), SHUT_WR);
+  write_shut_ = true;
 }
 
 void PlaceholderEnd::drain_keep_sentinel(std::span<std::byte> scratch) const {

@@ -70,7 +70,7 @@ void GuestSession::publish_state(std::uint32_t id, rpc::SocketState st) {
   channel_.slot(id)->state.store(st, std::memory_order_release);
 }
 
-void GuestSession::publish_addresses(std::uint32_t id) {
+void GuestSession::publish_addresses(std::uint32_t id, bool with_peer) {
   TSocket& s = sockets_.at(id);
   rpc::SocketSlot* slot = channel_.slot(id);
   auto put = [](rpc::SlotAddress& dst, const rpc::Result<SockAddr>& a) {
@@ -83,7 +83,11 @@ void GuestSession::publish_addresses(std::uint32_t id) {
     dst = v;
   };
   put(slot->local, backend_->local_address(s.handle));
-  put(slot->peer, backend_->peer_address(s.handle));
+  if (with_peer) {
+    put(slot->peer, backend_->peer_address(s.handle));
+  } else {
+    slot->peer = rpc::SlotAddress{};
+  }
   std::atomic_thread_fence(std::memory_order_release);
 }
 

@@ -248,7 +248,7 @@ void GuestSession::op_bind(std::uint32_t lane, const rpc::Descriptor& d) {
   if (!a) return complete(lane, d, -EINVAL);
   if (s.state != rpc::SocketState::kOpen) return complete(lane, d, -EINVAL);
   if (auto st = backend_->bind(s.handle, *a); !st) return complete(lane, d, -st.code());
-  publish_addresses(d.socket);
+  publish_addresses(d.socket, false);  // kOpen: no peer yet
   if (s.type == SOCK_DGRAM) update_interest(d.socket);
   complete(lane, d, 0);
 }
@@ -263,7 +263,7 @@ void GuestSession::op_listen(std::uint32_t lane, const rpc::Descriptor& d) {
   if (auto st = backend_->listen(s.handle, backlog); !st) return complete(lane, d, -st.code());
   s.backlog = backlog;
   publish_state(d.socket, rpc::SocketState::kListening);
-  publish_addresses(d.socket);
+  publish_addresses(d.socket, false);
   update_interest(d.socket);
   complete(lane, d, 0);
 }

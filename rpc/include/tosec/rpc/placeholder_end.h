@@ -47,6 +47,7 @@ class PlaceholderEnd {
  private:
   explicit PlaceholderEnd(UniqueFd b) : b_(std::move(b)) {}
   UniqueFd b_;
+  mutable bool write_shut_ = false;  // holder-private state, not the fd's: const API above
 };
 
 }  // namespace tosec::rpc

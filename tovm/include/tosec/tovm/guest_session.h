@@ -216,7 +216,9 @@ class GuestSession {
   void kill_placeholder(std::uint32_t id);
   void check_zombies();
   void publish_state(std::uint32_t id, rpc::SocketState st);
-  void publish_addresses(std::uint32_t id);
+  // Local and (with_peer) peer address into the slot. A socket that cannot have a peer (bound,
+  // listening) skips the getpeername that would only say ENOTCONN.
+  void publish_addresses(std::uint32_t id, bool with_peer = true);
   void begin_close(std::uint32_t id);
   void finish_close(std::uint32_t id);
   void check_tx_blocked(std::uint32_t lane);
