@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
@@ -24,6 +25,15 @@ Config load() {
     const long n = std::strtol(v.c_str(), nullptr, 10);
     if (n >= 1 && n <= 64) c.ivshmem_vectors = static_cast<unsigned>(n);
   }
+  if (const std::string v = env("TOSEC_SPIN_NS"); !v.empty()) {
+    if (const auto n = parse_spin_ns(v)) {
+      c.spin_ns = *n;
+    } else {
+      const std::string m = "tosec: TOSEC_SPIN_NS ignored: \"" + v +
+                            "\" is not a number of nanoseconds in [0, 1000000000]\n";
+      (void)!real().write(2, m.data(), m.size());
+    }
+  }
   const std::string lvl = env("TOSEC_LOG");
   if (lvl == "info") c.log = LogLevel::kInfo;
   if (lvl == "debug") c.log = LogLevel::kDebug;
@@ -40,6 +50,15 @@ Config load() {
 }
 
 }  // namespace
+
+std::optional<std::int64_t> parse_spin_ns(const std::string& v) {
+  if (v.empty() || v.front() < '0' || v.front() > '9') return std::nullopt;  // no sign, no space
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(v.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || n > Config::kMaxSpinNs) return std::nullopt;
+  return n;
+}
 
 const Config& config() {
   static const Config c = load();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "exclusion.h"
@@ -18,11 +19,19 @@ struct Config {
   std::string toe_socket;        // TOSEC_TOE_SOCKET
   unsigned ivshmem_vectors = 1;  // TOSEC_IVSHMEM_VECTORS (must match the server's -n or less)
   LogLevel log = LogLevel::kError;
+  // TOSEC_SPIN_NS: how long a blocking call spins on shared memory before it sleeps, at most
+  // (adaptive, decision 0011). 0: sleep at once.
+  std::int64_t spin_ns = kDefaultSpinNs;
+  static constexpr std::int64_t kDefaultSpinNs = 200'000;
+  static constexpr std::int64_t kMaxSpinNs = 1'000'000'000;
   ExclusionPolicy exclude;  // TOSEC_EXCLUDE (default: port:53)
 };
 
 // Reads the environment on first call.
 const Config& config();
+
+// A TOSEC_SPIN_NS value: decimal nanoseconds in [0, Config::kMaxSpinNs]; nullopt otherwise.
+std::optional<std::int64_t> parse_spin_ns(const std::string& v);
 
 void log(LogLevel level, const std::string& message);
 inline bool log_enabled(LogLevel level) {

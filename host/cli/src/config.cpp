@@ -478,7 +478,7 @@ class Parser {
   GuestConfig parse_guest(const toml::table& t, const std::string& path, const Config& c) const {
     check_keys(t, path,
                {"name", "lanes", "max_sockets", "ring_slots", "socket_rx_entries", "chunk_size",
-                "tx_chunks_per_lane", "rx_chunks", "exclude"});
+                "tx_chunks_per_lane", "rx_chunks", "exclude", "spin_ns"});
     GuestConfig g;
     g.name = get_name(t, path);
     if (c.find_guest(g.name) != nullptr) {
@@ -502,6 +502,7 @@ class Parser {
                std::to_string(std::uint64_t{ch.tx_chunks_per_lane} * ch.lanes));
     }
     get_uint(t, "rx_chunks", path, 1, 1U << 24, &ch.rx_chunks);
+    get_uint(t, "spin_ns", path, 0, 1'000'000'000, &g.spin_ns);
     const std::uint64_t size = rpc::guest_region_layout(ch).pow2_size();
     if (size > kMaxRegionSize) {
       fail(t.source(), path,

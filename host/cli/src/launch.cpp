@@ -67,6 +67,7 @@ std::vector<std::string> build_app_env(const std::vector<std::string>& base, con
   set_var(env, "TOSEC_IVSHMEM_SOCKET", app.ivshmem_socket);
   set_var(env, "TOSEC_TOE_SOCKET", app.toe_socket);
   set_var(env, "TOSEC_GUEST", app.guest);
+  if (app.spin_ns >= 0) set_var(env, "TOSEC_SPIN_NS", std::to_string(app.spin_ns));
   if (!app.exclude.empty()) {
     std::string list;
     for (const auto& e : app.exclude) list += (list.empty() ? "" : ",") + e;

@@ -185,6 +185,7 @@ int run_command(const Config& config, const RunOptions& opts) {
     app.ivshmem_socket = paths.ivshmem_socket;
     app.toe_socket = paths.sidecar_socket;
     app.exclude = platform_guest_exclude(runtime_dir, guest_name);
+    app.spin_ns = platform_guest_spin_ns(runtime_dir, guest_name);
   } else {
     auto bin = resolve_binaries(::getenv("TOSEC_BIN_DIR"), self_dir());
     if (!bin) {
@@ -241,6 +242,7 @@ int run_command(const Config& config, const RunOptions& opts) {
     app.ivshmem_socket = paths.ivshmem_socket;
     app.toe_socket = paths.sidecar_socket;
     app.exclude = guest->exclude;
+    app.spin_ns = guest->spin_ns;
   }
   for (const auto& e : opts.exclude) {
     if (std::find(app.exclude.begin(), app.exclude.end(), e) == app.exclude.end()) {

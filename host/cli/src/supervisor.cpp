@@ -86,6 +86,13 @@ std::vector<std::string> platform_guest_exclude(const std::string& runtime_dir,
   return list ? *list : std::vector<std::string>{};
 }
 
+std::int64_t platform_guest_spin_ns(const std::string& runtime_dir, const std::string& guest) {
+  std::ifstream in(runtime_dir + "/guests/" + guest + "/spin_ns");
+  long long v = -1;
+  if (!(in >> v) || v < 0) return -1;
+  return v;
+}
+
 Status platform_up(const Config& cfg, const Binaries& bin) {
   const std::string& dir = cfg.platform.runtime_dir;
   if (auto pid = live_supervisor(dir)) {

@@ -126,6 +126,7 @@ Status Supervisor::start_all() {
     // The guest's directory also records its exclude list for `tosec run`.
     if (auto s = cli::make_dirs(g.platform.paths().dir); !s) return s;
     std::ofstream(g.platform.paths().dir + "/exclude") << join(g.platform.guest().exclude) << "\n";
+    std::ofstream(g.platform.paths().dir + "/spin_ns") << g.platform.guest().spin_ns << "\n";
     // A crashed earlier platform may have left the shm objects: start from blank regions.
     ::shm_unlink(g.platform.paths().shm_name.c_str());
     ::shm_unlink((g.platform.paths().shm_name + "-inspect").c_str());

@@ -80,6 +80,7 @@ chunk_size = 4096
 tx_chunks_per_lane = 8
 rx_chunks = 32
 exclude = ["10.0.0.0/8", "::1", "port:53"]
+spin_ns = 150000
 )",
                         "t.toml");
   ASSERT_TRUE(c.ok()) << c.error().message;
@@ -97,9 +98,12 @@ exclude = ["10.0.0.0/8", "::1", "port:53"]
   EXPECT_EQ(g.channel.tx_chunks_per_lane, 8U);
   EXPECT_EQ(g.channel.rx_chunks, 32U);
   EXPECT_EQ(g.exclude, (std::vector<std::string>{"10.0.0.0/8", "::1", "port:53"}));
+  EXPECT_EQ(g.spin_ns, 150000);
 }
 
 TEST(CliConfig, RangeErrorsNameLineColumnAndField) {
+  EXPECT_EQ(parse_error("[[guest]]\nname = \"g\"\nspin_ns = -1\n"),
+            "t.toml:3:11: guest[0].spin_ns: must be in [0, 1000000000], got -1");
   EXPECT_EQ(parse_error("[[guest]]\nname = \"g\"\nlanes = 0\n"),
             "t.toml:3:9: guest[0].lanes: must be in [1, 256], got 0");
   EXPECT_EQ(parse_error("[[guest]]\nname = \"g\"\nlanes = 257\n"),

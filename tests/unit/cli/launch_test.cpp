@@ -34,6 +34,7 @@ TEST(CliAppEnv, SetsThePlatformVariables) {
   EXPECT_EQ(value_of(env, "TOSEC_TOE_SOCKET"), "/run/tosec/guests/g0/sidecar.sock");
   EXPECT_EQ(value_of(env, "TOSEC_GUEST"), "g0");
   EXPECT_EQ(value_of(env, "TOSEC_EXCLUDE"), "<unset>");
+  EXPECT_EQ(value_of(env, "TOSEC_SPIN_NS"), "<unset>");  // the shim's default
   EXPECT_EQ(value_of(env, "PATH"), "/usr/bin");
   EXPECT_EQ(value_of(env, "HOME"), "/root");
 }
@@ -54,8 +55,11 @@ TEST(CliAppEnv, PrependsToAnExistingPreloadOnce) {
 TEST(CliAppEnv, ReplacesStaleTosecVariablesAndJoinsExclude) {
   AppEnv a = sample();
   a.exclude = {"127.0.0.0/8", "port:53"};
-  const auto env = build_app_env({"TOSEC_GUEST=old", "TOSEC_EXCLUDE=1.2.3.4"}, a);
+  a.spin_ns = 0;
+  const auto env =
+      build_app_env({"TOSEC_GUEST=old", "TOSEC_EXCLUDE=1.2.3.4", "TOSEC_SPIN_NS=9"}, a);
   EXPECT_EQ(value_of(env, "TOSEC_GUEST"), "g0");
+  EXPECT_EQ(value_of(env, "TOSEC_SPIN_NS"), "0");
   EXPECT_EQ(value_of(env, "TOSEC_EXCLUDE"), "127.0.0.0/8,port:53");
   EXPECT_EQ(std::count_if(env.begin(), env.end(),
                           [](const std::string& e) { return e.starts_with("TOSEC_GUEST="); }),

@@ -53,6 +53,9 @@ struct GuestConfig {
   std::string name;
   rpc::GuestChannelConfig channel;   // defaults = GuestChannelConfig's
   std::vector<std::string> exclude;  // CIDRs and "port:N": traffic that stays on the kernel
+  // The shim's blocking-call spin budget in ns (TOSEC_SPIN_NS, decision 0011); -1: the shim's
+  // default.
+  std::int64_t spin_ns = -1;
   // The guest runs in a VM (a [vm] table whose roles include "guest"): its TOE serves the
   // in-guest agent on the last lane (tosec-tovm --vm-agent, decision 0008) and its region has
   // one doorbell vector per lane (the agent's and one per shim process).

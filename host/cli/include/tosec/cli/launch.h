@@ -5,6 +5,7 @@
 // Pure functions (file-existence checks are injectable) so the rules are unit-tested.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,7 @@ struct AppEnv {
   std::string toe_socket;            // TOSEC_TOE_SOCKET (the TOE's sidecar)
   std::string guest;                 // TOSEC_GUEST
   std::vector<std::string> exclude;  // TOSEC_EXCLUDE (comma-joined); empty: left as inherited
+  std::int64_t spin_ns = -1;         // TOSEC_SPIN_NS; < 0: left as inherited
 };
 
 // `base` is "KEY=VALUE" entries (like environ). Returns it with LD_PRELOAD = preload prepended

@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ std::vector<std::string> platform_guests(const std::string& runtime_dir);
 // The exclude list `tosec up` recorded for a guest (empty if none).
 std::vector<std::string> platform_guest_exclude(const std::string& runtime_dir,
                                                 const std::string& guest);
+// The spin_ns `tosec up` recorded for a guest (-1 if none: the shim's default).
+std::int64_t platform_guest_spin_ns(const std::string& runtime_dir, const std::string& guest);
 
 // Starts tosec-hostd (next to the TOE binary) as a daemon and returns once every TOE is ready (or
 // with the first error).
