@@ -452,20 +452,13 @@ void GuestSession::op_buffer_return(const rpc::Descriptor& d) {
   // generation. A return that sat in a lane while its socket closed names a loan that ended
   // then (finish_close reclaimed the chunk); the chunk may be lent again by now.
   const RxLoan loan = rx_owner_[d.chunk];
-  if (loan.socket == RxLoan::kNone ||
-      (loan.socket == d.socket && loan.generation != static_cast<std::uint32_t>(d.arg0))) {
+  if (loan.socket != d.socket || loan.generation != static_cast<std::uint32_t>(d.arg0)) {
+    // No loan (kNone never equals a validated socket id), an ended one, or another socket's:
+    // late, or a guest returning what it does not hold. It must not end someone else's loan.
     ++counters_.stale_buffer_returns;
     log(LogLevel::kDebug, "kBufferReturn: rx chunk " + std::to_string(d.chunk) + " of socket " +
-                              std::to_string(d.socket) + ": its loan already ended, ignored");
-    return;
-  }
-  if (loan.socket != d.socket) {
-    // Lent to another socket: either stale (that socket closed and the chunk moved on) or a
-    // guest returning what it does not hold. Either way it must not end someone else's loan.
-    ++counters_.stale_buffer_returns;
-    log(LogLevel::kDebug, "kBufferReturn: rx chunk " + std::to_string(d.chunk) +
-                              " is lent to socket " + std::to_string(loan.socket) + ", not " +
-                              std::to_string(d.socket) + ": ignored");
+                              std::to_string(d.socket) + " generation " + std::to_string(d.arg0) +
+                              ": not its loan, ignored");
     return;
   }
   if (auto st = rx_alloc_.reclaim(d.chunk); !st) {
