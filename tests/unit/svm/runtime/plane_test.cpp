@@ -63,6 +63,10 @@ TEST(InspectionPlane, TwoStepsForwardDirectly) {
   ASSERT_TRUE(h.submit(1, kOut, "clean").ok());
   ASSERT_TRUE(h.submit(2, kOut, "bad for BAD2 only").ok());
   ASSERT_TRUE(h.pump([&] { return h.deliveries == 1 && h.blocked(2); }));
+  // A member counts after it hands on: the verdict can reach the TOE first.
+  ASSERT_TRUE(h.pump([&] {
+    return h.svm(1).counters().forwards.load() == 2U && h.svm(2).counters().payloads.load() == 2U;
+  }));
   EXPECT_EQ(h.delivered[0][1], "clean");
   EXPECT_EQ(h.block_of(2).svm, "s2");
   EXPECT_EQ(h.svm(1).counters().forwards.load(), 2U);  // s1 handed both to s2 itself
