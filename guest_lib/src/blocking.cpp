@@ -60,6 +60,10 @@ rpc::SpinPolicy write_spin_policy() {
   return p;
 }
 
+// Waiting for a connect is waiting for a network round trip (SYN, SYN-ACK) through the TOE,
+// like a read: the read budget, with its own hit-rate record.
+rpc::SpinPolicy connect_spin_policy() { return read_spin_policy(); }
+
 struct ThreadWake {
   int efd = -1;
   ~ThreadWake();
@@ -187,6 +191,21 @@ void wake_waiters(std::uint32_t id) {
     const std::uint64_t one = 1;
     (void)!real().write(it->second, &one, sizeof one);
   }
+}
+
+bool spin_for_connect(const Sock& s, std::int64_t timeout_ns) {
+  thread_local rpc::AdaptiveSpin t_spin(connect_spin_policy());
+  WaitCounters& counters = wait_stats().connect;
+  counters.waits.fetch_add(1, std::memory_order_relaxed);
+  // Shared memory only: A is not filled on this path, so its POLLOUT says nothing.
+  const bool caught = t_spin.spin(
+      [&] {
+        return s.slot->state.load(std::memory_order_acquire) != rpc::SocketState::kConnecting ||
+               s.slot->error_seq.load(std::memory_order_acquire) != s.slot->guest_error_seq;
+      },
+      timeout_ns);
+  (caught ? counters.spun : counters.slept).fetch_add(1, std::memory_order_relaxed);
+  return caught;
 }
 
 int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {

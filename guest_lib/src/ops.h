@@ -39,6 +39,10 @@ void fd_replaced(int fd);
 // (ns, < 0: none). 0 = re-check (possibly ready), -EAGAIN timeout, -EINTR, -EBADF closed,
 // -ECONNRESET the TOE's end of A is gone.
 int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns);
+// A blocking connect that has not filled A: spins (connect budget, adaptive) on the slot until
+// the TOE publishes the outcome. False: not yet, the caller fills A and sleeps in
+// wait_placeholder(POLLOUT).
+bool spin_for_connect(const Sock& s, std::int64_t timeout_ns);
 // Wakes the threads of this process blocked on socket `id`.
 void wake_waiters(std::uint32_t id);
 // Records a handler's flags (sigaction/signal interposers) for the EINTR restart decision.

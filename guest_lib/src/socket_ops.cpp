@@ -79,6 +79,16 @@ void remember_option(SocketLocal& l, int level, int name, const void* value, soc
                                                static_cast<const unsigned char*>(value) + len)});
 }
 
+// Options that take an int flag and that Linux accepts on any socket of this type whatever
+// its value: setsockopt() posts them without waiting for the TOE (kDescFlagNoReply).
+bool postable_option(const Sock& s, int level, int name, socklen_t len) {
+  if (len < sizeof(int)) return false;  // EINVAL, which the TOE's kernel call reports
+  if (level == SOL_SOCKET) {
+    return name == SO_REUSEADDR || name == SO_REUSEPORT || name == SO_KEEPALIVE;
+  }
+  return level == IPPROTO_TCP && name == TCP_NODELAY && s.stream();
+}
+
 }  // namespace
 
 long convert_to_kernel(const Sock& s) {
@@ -329,18 +339,27 @@ long op_connect(int fd, const sockaddr* addr, socklen_t len) {
   const auto st = slot->state.load(std::memory_order_acquire);
   if (st == rpc::SocketState::kConnected) return -EISCONN;
   if (st == rpc::SocketState::kListening) return -EINVAL;
+  // A must not look writable until the TOE says the connection is up (or failed): a
+  // non-blocking connect fills it now, for the application's poll. A blocking one first spins
+  // on the slot and fills A only if it has to sleep, which spares the fill and the TOE's drain
+  // (five system calls) on a connection that comes up within the spin.
+  bool filled = false;
   if (st != rpc::SocketState::kConnecting) {
-    // A must not look writable until the TOE says the connection is up (or failed).
-    fill_placeholder(fd);
-    slot->tx_blocked.store(1, std::memory_order_seq_cst);
+    if (s->nonblock()) {
+      fill_placeholder(fd);
+      slot->tx_blocked.store(1, std::memory_order_seq_cst);
+      filled = true;
+    }
     const long r = call_with_buffer(s->p, desc(rpc::Op::kConnect, s->ref.id), addr, len);
     if (r != -EINPROGRESS) {
-      if (slot->tx_blocked.load(std::memory_order_seq_cst) != 0) kick(*s, 2);
+      if (filled && slot->tx_blocked.load(std::memory_order_seq_cst) != 0) kick(*s, 2);
       return r;
     }
     if (s->nonblock()) return -EINPROGRESS;
   } else if (s->nonblock()) {
     return -EALREADY;
+  } else {
+    filled = true;  // a non-blocking connect in progress filled A; now the fd is blocking
   }
   // Blocking connect: wait for the TOE to finish it.
   const std::int64_t timeout = s->local->sndtimeo_ns.load();
@@ -352,6 +371,19 @@ long op_connect(int fd, const sockaddr* addr, socklen_t len) {
       return e != 0 ? -e : -ECONNREFUSED;
     }
     if (const int e = take_so_error(*s); e != 0) return -e;
+    if (!filled) {
+      if (spin_for_connect(*s, timeout)) continue;
+      // Going to sleep on A's POLLOUT: fill it, publish tx_blocked, re-check (Dekker with the
+      // TOE's make_writable). A connection that came up meanwhile may have found tx_blocked
+      // clear and not drained: the kick has it drained, so A is writable when we return.
+      fill_placeholder(fd);
+      slot->tx_blocked.store(1, std::memory_order_seq_cst);
+      filled = true;
+      if (slot->state.load(std::memory_order_seq_cst) != rpc::SocketState::kConnecting) {
+        kick(*s, 2);
+        continue;
+      }
+    }
     const int w = wait_placeholder(*s, POLLOUT, timeout);
     if (w == -EAGAIN) return -ETIMEDOUT;
     if (w < 0) return w;
@@ -471,6 +503,17 @@ long op_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
         return put_time(s->local->rcvtimeo_ns.load());
       case SO_SNDTIMEO:
         return put_time(s->local->sndtimeo_ns.load());
+      case SO_SNDBUF:
+      case SO_RCVBUF: {
+        // Published by the TOE while the socket is kOpen (guest_channel.h); the state is read
+        // after the value so a connect that started meanwhile sends us to the TOE.
+        const int v =
+            (name == SO_SNDBUF ? s->slot->sndbuf : s->slot->rcvbuf).load(std::memory_order_acquire);
+        if (v > 0 && s->slot->state.load(std::memory_order_acquire) == rpc::SocketState::kOpen) {
+          return put_int(v);
+        }
+        break;
+      }
       default:
         break;
     }
@@ -511,6 +554,21 @@ long op_setsockopt(int fd, int level, int name, const void* value, socklen_t len
     std::memcpy(&v, value, sizeof v);
     if (v > 0)
       s->local->credit.set_limit(std::max<std::size_t>(static_cast<std::size_t>(v) * 2, 4096));
+  }
+  if (postable_option(*s, level, name, len)) {
+    // Cannot fail on this socket (an int flag): posted, not waited for. Requests of one
+    // process keep their order in its lane, so a later bind/connect/listen sees it set.
+    rpc::Descriptor d = desc(rpc::Op::kSetsockopt, s->ref.id);
+    d.flags = rpc::kDescFlagNoReply;
+    d.arg0 = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32) |
+             static_cast<std::uint32_t>(name);
+    int v = 0;
+    std::memcpy(&v, value, sizeof v);
+    d.length = sizeof v;
+    d.arg1 = static_cast<std::uint32_t>(v);
+    if (auto st = s->p->post(d); !st) return -st.error().code;
+    remember_option(*s->local, level, name, value, len);
+    return 0;
   }
   const long r = call_with_buffer(
       s->p,

@@ -25,6 +25,14 @@ Status validate_request(const Descriptor& d, const ChannelLimits& limits) {
   if (op != Op::kSocket && d.socket >= limits.max_socket) {
     return bad("socket", d.socket, "is out of range");
   }
+  if ((d.flags & kDescFlagNoReply) != 0 && (op != Op::kSetsockopt || d.pool != 0)) {
+    return bad("flags", d.flags, "ask for no reply on a request that is not an inline kSetsockopt");
+  }
+  if (op == Op::kSetsockopt && d.pool == 0) {  // the value is inline in arg1
+    if (d.chunk != 0 || d.offset != 0) return bad("chunk", d.chunk, "set without a pool");
+    if (d.length > kInlineOptionMax) return bad("inline option length", d.length, "exceeds 8");
+    return {};
+  }
   if (!op_carries_buffer(op)) {
     if (d.pool != 0) return bad("pool", d.pool, "set on an op without a buffer");
     return {};

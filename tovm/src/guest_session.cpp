@@ -360,10 +360,13 @@ rpc::Result<std::uint32_t> GuestSession::open_lane(std::uint32_t pid, rpc::PeerI
   return lane;
 }
 
-void GuestSession::read_sidecar(std::uint32_t lane) {
+void GuestSession::read_sidecar(std::uint32_t lane, std::uint64_t want) {
   Lane& l = lanes_[lane];
   if (!l.active || !l.sidecar.valid()) return;
-  for (;;) {
+  // Stop at the B end a request waits for: the sidecar is level-triggered in our epoll set, so
+  // whatever follows is read at the next wake-up, and the recv that would end in EAGAIN is
+  // saved on every socket()/accept().
+  while (want == 0 || l.pending_b.find(want) == l.pending_b.end()) {
     rpc::SidecarFd m{};
     rpc::UniqueFd fd;
     const ssize_t n = recv_with_fd(l.sidecar.get(), &m, sizeof m, fd);
@@ -549,6 +552,7 @@ std::string GuestSession::status_json() {
     << ",\"rx_backpressure_events\":" << counters_.rx_backpressure_events
     << ",\"bad_descriptors\":" << counters_.bad_descriptors
     << ",\"stale_buffer_returns\":" << counters_.stale_buffer_returns
+    << ",\"async_setsockopt_failures\":" << counters_.async_setsockopt_failures
     << ",\"guests_reclaimed\":" << counters_.guests_reclaimed
     << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
     << ",\"tx_chunks_held\":" << tx_held_.held_count()

@@ -55,6 +55,8 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, std::uint32_t lane,
   slot->error_seq.store(0, std::memory_order_relaxed);
   slot->accept_ready.store(0, std::memory_order_relaxed);
   slot->rx_paused.store(0, std::memory_order_relaxed);
+  slot->sndbuf.store(0, std::memory_order_relaxed);
+  slot->rcvbuf.store(0, std::memory_order_relaxed);
   slot->family = static_cast<std::uint16_t>(s.domain);
   slot->type = static_cast<std::uint16_t>(s.type);
   slot->protocol = s.protocol;
@@ -91,6 +93,39 @@ void GuestSession::publish_addresses(std::uint32_t id, bool with_peer) {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
+void GuestSession::publish_buffer_sizes(std::uint32_t id, bool fresh) {
+  TSocket& s = sockets_.at(id);
+  rpc::SocketSlot* slot = channel_.slot(id);
+  auto read = [&](int name) {
+    std::byte v[16]{};
+    auto r = backend_->getsockopt(s.handle, SOL_SOCKET, name, v);
+    int out = 0;
+    if (r && *r >= sizeof(int)) std::memcpy(&out, v, sizeof out);
+    return std::max(out, 0);
+  };
+  int snd = 0;
+  int rcv = 0;
+  if (s.state == rpc::SocketState::kOpen && s.handle != kNoHandle) {
+    if (fresh) {
+      // Defaults change only with sysctl: one read a second per kind spares two getsockopt
+      // calls per socket() (netperf TCP_CRR asks for both on every connection).
+      BufferDefaults& d =
+          buffer_defaults_[(s.domain == AF_INET6 ? 2 : 0) + (s.type == SOCK_DGRAM ? 1 : 0)];
+      const auto now = std::chrono::steady_clock::now();
+      if (d.domain != s.domain || d.type != s.type || now - d.read_at > std::chrono::seconds(1)) {
+        d = {s.domain, s.type, read(SO_SNDBUF), read(SO_RCVBUF), now};
+      }
+      snd = d.sndbuf;
+      rcv = d.rcvbuf;
+    } else {
+      snd = read(SO_SNDBUF);
+      rcv = read(SO_RCVBUF);
+    }
+  }
+  slot->sndbuf.store(snd, std::memory_order_relaxed);
+  slot->rcvbuf.store(rcv, std::memory_order_release);
+}
+
 void GuestSession::signal_readable(std::uint32_t id) {
   if (!ph(id).attached(id)) return;
   if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
@@ -112,8 +147,11 @@ void GuestSession::mirror_peer_fin(std::uint32_t id) {
 }
 
 void GuestSession::make_writable(std::uint32_t id) {
-  channel_.slot(id)->tx_blocked.store(0, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Only a guest that filled A with junk publishes tx_blocked, after the fill (fence): seeing
+  // it clear means there is nothing to drain, or the guest has yet to publish and will then
+  // re-check and kick us (its half of the Dekker pattern). A blocking connect that caught the
+  // handshake in its spin never filled A: no FIONREAD/peek/recv here for it.
+  if (channel_.slot(id)->tx_blocked.exchange(0, std::memory_order_seq_cst) == 0) return;
   // Drain the guest's junk, keeping the sentinel that kill_placeholder relies on.
   ph(id).drain(id);
 }

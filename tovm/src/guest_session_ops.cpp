@@ -179,7 +179,7 @@ rpc::UniqueFd GuestSession::take_b_end(std::uint32_t lane, std::uint64_t request
   if (l.via_agent) return {};  // VM mode: the agent holds B (kAgentBind names it)
   auto it = l.pending_b.find(request_id);
   if (it == l.pending_b.end()) {
-    read_sidecar(lane);  // the guest sends B before the request: it may just not be read yet
+    read_sidecar(lane, request_id);  // the guest sends B before the request: not read yet?
     it = l.pending_b.find(request_id);
     if (it == l.pending_b.end()) return {};
   }
@@ -237,6 +237,7 @@ void GuestSession::op_socket(std::uint32_t lane, const rpc::Descriptor& d) {
     return;
   }
   update_interest(*id);
+  publish_buffer_sizes(*id, true);
   rpc::Descriptor c = d;
   c.socket = *id;
   complete(lane, c, *id);
@@ -409,13 +410,26 @@ void GuestSession::op_setsockopt(std::uint32_t lane, const rpc::Descriptor& d) {
   const auto level = static_cast<int>(d.arg0 >> 32);
   const auto name = static_cast<int>(d.arg0 & 0xFFFF'FFFFULL);
   std::byte value[256];
-  const std::size_t len = std::min<std::size_t>(d.length, sizeof value);
+  std::size_t len = std::min<std::size_t>(d.length, sizeof value);
   if (d.pool == static_cast<std::uint16_t>(rpc::PoolId::kTx)) {
     std::memcpy(value, channel_.tx_pool().chunk(d.chunk).subspan(d.offset, len).data(), len);
+  } else {
+    len = std::min<std::size_t>(len, sizeof d.arg1);  // inline (validated: <= 8 bytes)
+    std::memcpy(value, &d.arg1, len);
   }
-  auto st = backend_->setsockopt(s.handle, level, name,
-                                 std::span<const std::byte>(value, d.pool != 0 ? len : 0));
-  if (!st) return complete(lane, d, -st.code());
+  const bool reply = (d.flags & rpc::kDescFlagNoReply) == 0;
+  auto st = backend_->setsockopt(s.handle, level, name, std::span<const std::byte>(value, len));
+  if (!st) {
+    if (!reply) {
+      // The guest went on believing this cannot fail: say so, it is a shim bug or odd kernel.
+      ++counters_.async_setsockopt_failures;
+      log(LogLevel::kError, "socket " + std::to_string(d.socket) + ": posted setsockopt(" +
+                                std::to_string(level) + ", " + std::to_string(name) +
+                                ") failed: " + st.message());
+      return;
+    }
+    return complete(lane, d, -st.code());
+  }
   if (level == SOL_SOCKET && name == SO_LINGER && len >= sizeof(linger)) {
     linger lg{};
     std::memcpy(&lg, value, sizeof lg);
@@ -427,7 +441,11 @@ void GuestSession::op_setsockopt(std::uint32_t lane, const rpc::Descriptor& d) {
     s.tx_cap = std::clamp<std::size_t>(static_cast<std::size_t>(std::max(v, 0)) * 2, 16384,
                                        std::size_t{64} << 20);
   }
-  complete(lane, d, 0);
+  if (level == SOL_SOCKET && (name == SO_SNDBUF || name == SO_RCVBUF || name == SO_SNDBUFFORCE ||
+                              name == SO_RCVBUFFORCE)) {
+    publish_buffer_sizes(d.socket, false);  // the kernel doubled (and clamped) the value
+  }
+  if (reply) complete(lane, d, 0);
 }
 
 void GuestSession::op_getsockopt(std::uint32_t lane, const rpc::Descriptor& d) {

@@ -14,6 +14,7 @@ LocalPlaceholders::LocalPlaceholders(std::uint32_t max_sockets, int epoll_fd,
                                      std::function<void(const std::string&)> log)
     : ends_(max_sockets),
       a_(max_sockets),
+      watched_(max_sockets),
       scratch_(65536),
       epoll_fd_(epoll_fd),
       token_of_(std::move(token_of)),
@@ -30,11 +31,16 @@ rpc::Status LocalPlaceholders::attach(std::uint32_t id, const PlaceholderOrigin&
   e.data.u64 = token_of_(id);
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, ends_[id].fd(), &e) != 0) {
     log_(rpc::errno_error("epoll_ctl(ADD)").message);
+  } else {
+    watched_[id] = 1;
   }
   return {};
 }
 
 void LocalPlaceholders::unwatch(std::uint32_t id) {
+  // Once: the hang-up unwatches, and so does the release that follows it.
+  if (watched_[id] == 0) return;
+  watched_[id] = 0;
   (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, ends_[id].fd(), nullptr);
 }
 

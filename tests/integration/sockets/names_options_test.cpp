@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -207,6 +208,46 @@ TEST(Options, BufferSizesAreAtLeastWhatWasSet) {
   // The connection still works with the new sizes.
   ASSERT_NO_FATAL_FAILURE(send_str(c.client.get(), "ok"));
   EXPECT_EQ(recv_str(c.server.get(), 2), "ok");
+}
+
+TEST(Options, FreshSocketBufferSizesAreTheKernelDefaults) {
+  // Offloaded, a fresh socket's sizes come from its slot (no round trip to the TOE); they must
+  // be the kernel's, here read from a socket the shim does not see (raw system call).
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    Fd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
+    Fd raw(static_cast<int>(::syscall(SYS_socket, AF_INET, type | SOCK_CLOEXEC, 0)));
+    ASSERT_TRUE(fd.valid() && raw.valid());
+    for (int opt : {SO_RCVBUF, SO_SNDBUF}) {
+      EXPECT_EQ(get_int(fd.get(), SOL_SOCKET, opt), get_int(raw.get(), SOL_SOCKET, opt))
+          << (opt == SO_RCVBUF ? "SO_RCVBUF" : "SO_SNDBUF") << " of a fresh "
+          << (type == SOCK_STREAM ? "TCP" : "UDP") << " socket";
+    }
+    // After a set, both report what the kernel made of the value.
+    set_int(fd.get(), SOL_SOCKET, SO_SNDBUF, 50000);
+    set_int(raw.get(), SOL_SOCKET, SO_SNDBUF, 50000);
+    EXPECT_EQ(get_int(fd.get(), SOL_SOCKET, SO_SNDBUF), get_int(raw.get(), SOL_SOCKET, SO_SNDBUF));
+  }
+}
+
+TEST(Options, ReuseaddrAndNodelaySetBeforeConnectHold) {
+  // setsockopt(SO_REUSEADDR/SO_REUSEPORT/SO_KEEPALIVE/TCP_NODELAY) is posted to the TOE without
+  // waiting: the bind, connect and reads after it must see the options set, in order.
+  Fd l;
+  ASSERT_NO_FATAL_FAILURE(make_listener(&l, AF_INET));
+  const Addr la = local_addr(l.get());
+  for (int round = 0; round < 20; ++round) {
+    Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(c.valid());
+    set_int(c.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+    set_int(c.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+    set_int(c.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
+    SEM_OK(connect(c.get(), la.sa(), la.len));
+    EXPECT_NE(get_int(c.get(), SOL_SOCKET, SO_REUSEADDR), 0) << "round " << round;
+    EXPECT_EQ(get_int(c.get(), IPPROTO_TCP, TCP_NODELAY), 1) << "round " << round;
+    EXPECT_EQ(get_int(c.get(), SOL_SOCKET, SO_KEEPALIVE), 1) << "round " << round;
+    Fd s;
+    ASSERT_NO_FATAL_FAILURE(accept_one(&s, l.get()));
+  }
 }
 
 TEST(Options, KeepaliveAndTcpKeepaliveTimersRoundTrip) {

@@ -235,6 +235,38 @@ class FakeGuest {
     auto c = call(d);
     return c ? c->result : -ETIMEDOUT;
   }
+  // A setsockopt with its int value inline (pool kNone); reply = false posts it with
+  // kDescFlagNoReply and returns 0 without waiting (the TOE sends no completion).
+  std::int64_t setsockopt_inline(std::uint32_t id, int level, int name, int value, bool reply) {
+    rpc::Descriptor d{};
+    d.op = static_cast<std::uint16_t>(rpc::Op::kSetsockopt);
+    d.socket = id;
+    d.length = sizeof value;
+    d.arg0 = static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32 |
+             static_cast<std::uint32_t>(name);
+    d.arg1 = static_cast<std::uint32_t>(value);
+    if (reply) {
+      auto c = call(d);
+      return c ? c->result : -ETIMEDOUT;
+    }
+    d.flags = rpc::kDescFlagNoReply;
+    d.request_id = next_id();
+    return post(d) ? 0 : -EIO;
+  }
+  // kGetsockopt of an int option: the value, or -errno.
+  std::int64_t getsockopt_int(std::uint32_t id, int level, int name) {
+    rpc::Descriptor d{};
+    d.op = static_cast<std::uint16_t>(rpc::Op::kGetsockopt);
+    d.socket = id;
+    d.arg0 = static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32 |
+             static_cast<std::uint32_t>(name);
+    auto c = call(d);
+    if (!c) return -ETIMEDOUT;
+    if (c->result < 0) return c->result;
+    int v = 0;
+    std::memcpy(&v, &c->arg0, sizeof v);
+    return v;
+  }
   void kick(std::uint32_t id, std::uint64_t what) {
     rpc::Descriptor d{};
     d.op = rpc::kOpKick;

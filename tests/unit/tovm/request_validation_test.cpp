@@ -76,5 +76,37 @@ TEST(RequestValidation, Layers) {
   EXPECT_EQ(validate_guest_request(ret, f.ctx()).code(), EINVAL) << "tx chunk returned as rx";
 }
 
+TEST(RequestValidation, InlineSetsockoptAndNoReply) {
+  Fixture f;
+  ASSERT_TRUE(f.sockets.allocate());  // socket 0
+  rpc::Descriptor opt{};
+  opt.op = static_cast<std::uint16_t>(rpc::Op::kSetsockopt);
+  opt.socket = 0;
+  opt.length = sizeof(int);  // pool kNone: the value is inline in arg1
+  opt.arg1 = 1;
+  EXPECT_TRUE(validate_guest_request(opt, f.ctx()).ok());
+  opt.flags = rpc::kDescFlagNoReply;
+  EXPECT_TRUE(validate_guest_request(opt, f.ctx()).ok());
+  opt.length = 9;
+  const auto long_inline = validate_guest_request(opt, f.ctx());
+  EXPECT_EQ(long_inline.code(), EINVAL);
+  EXPECT_NE(long_inline.message().find("inline option length"), std::string::npos)
+      << long_inline.message();
+  opt.length = sizeof(int);
+  opt.chunk = 5;  // a chunk number without a pool names nothing
+  EXPECT_EQ(validate_guest_request(opt, f.ctx()).code(), EINVAL);
+
+  // No reply is only for inline options: anything else must be answered.
+  auto send = send_desc(0, 5);
+  send.flags = rpc::kDescFlagNoReply;
+  const auto no_reply_send = validate_guest_request(send, f.ctx());
+  EXPECT_EQ(no_reply_send.code(), EINVAL);
+  EXPECT_NE(no_reply_send.message().find("no reply"), std::string::npos) << no_reply_send.message();
+  rpc::Descriptor chunked = opt;
+  chunked.chunk = 5;
+  chunked.pool = static_cast<std::uint16_t>(rpc::PoolId::kTx);
+  EXPECT_EQ(validate_guest_request(chunked, f.ctx()).code(), EINVAL);
+}
+
 }  // namespace
 }  // namespace tosec::tovm

@@ -212,6 +212,8 @@ TEST(TovmAgentLane, HelloProcessAndAShimWhoseBEndsTheAgentHolds) {
   ASSERT_NE(listener.port, 0);
   const sockaddr_in to = loopback(listener.port);
   const std::uint32_t chunk = agent.channel().lane_tx_first(static_cast<std::uint32_t>(lane));
+  // The shim filled A and published tx_blocked (a non-blocking or sleeping connect).
+  agent.channel().slot(id)->tx_blocked.store(1, std::memory_order_seq_cst);
   auto conn = call(agent, shim,
                    with_address(agent.channel(), chunk, rpc::Op::kConnect, id, &to, sizeof to));
   ASSERT_TRUE(conn.has_value());

@@ -47,7 +47,8 @@ void fill(int fd) {
 
 // Guest side: connect socket `id` to 127.0.0.1:port through the TOE; true once connected.
 bool guest_connect(FakeGuest& g, std::uint32_t id, int a_fd, std::uint16_t port) {
-  fill(a_fd);  // as the shim does: A unwritable while connecting
+  fill(a_fd);  // as the shim does: A unwritable while connecting, then tx_blocked published
+  g.slot(id)->tx_blocked.store(1, std::memory_order_seq_cst);
   const sockaddr_in addr = loopback(port);
   const std::int64_t r = g.addr_op(Op::kConnect, id, &addr, sizeof addr);
   if (r != 0 && r != -EINPROGRESS) return false;

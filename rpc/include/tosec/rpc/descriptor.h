@@ -51,7 +51,12 @@ inline constexpr std::uint16_t kDescFlagMore = 1U << 0;      // more descriptors
 inline constexpr std::uint16_t kDescFlagNonblock = 1U << 1;  // MSG_DONTWAIT semantics
 inline constexpr std::uint16_t kDescFlagPeek = 1U << 2;      // MSG_PEEK
 inline constexpr std::uint16_t kDescFlagOob = 1U << 3;       // reserved for MSG_OOB
-inline constexpr std::uint16_t kDescKnownFlags = 0x000F;
+// The guest does not wait for this request: the TOE sends no completion. Only on a kSetsockopt
+// whose value is inline (guest_channel.h); the guest posts only options that cannot fail.
+inline constexpr std::uint16_t kDescFlagNoReply = 1U << 4;
+inline constexpr std::uint16_t kDescKnownFlags = 0x001F;
+// Largest option value a kSetsockopt carries inline in arg1 (pool kNone) instead of a chunk.
+inline constexpr std::uint32_t kInlineOptionMax = 8;
 
 struct Descriptor {
   std::uint16_t op;

@@ -142,12 +142,18 @@ struct SocketSlot {
   // (seq_cst fence after enqueuing the return); the TOE sets it, fences, and re-checks its
   // request rings before sleeping, so no return is stranded. Saves one wake-up a round trip.
   std::atomic<std::uint32_t> rx_paused;
+  // SO_SNDBUF / SO_RCVBUF as getsockopt reports them, published by the TOE while the socket is
+  // kOpen (the kernel autotunes them once connected): the shim answers getsockopt from here
+  // then, without a round trip. 0: unknown, ask the TOE.
+  std::atomic<std::int32_t> sndbuf;
+  std::atomic<std::int32_t> rcvbuf;
   // ---- line 1: addresses, published by the TOE ----
   alignas(kCacheLine) SlotAddress local;
   SlotAddress peer;
   // ---- line 2: guest-owned (the TOE reads rx_signalled / tx_blocked as hints only) ----
   alignas(kCacheLine) std::atomic<std::uint32_t> rx_signalled;  // a byte is (about to be) in A
-  std::atomic<std::uint32_t> tx_blocked;   // guest filled A and waits for the TOE to drain B
+  std::atomic<std::uint32_t> tx_blocked;   // guest filled A (set after the fill); TOE drains B
+                                           // only when it takes this set (exchange(0))
   std::atomic<std::uint32_t> rx_lock;      // futex word: guest processes sharing this socket
   std::uint32_t rx_offset;                 // bytes of the head rx entry already consumed
   std::atomic<std::uint32_t> nonblock;     // O_NONBLOCK of A's open file description (mirror)
@@ -225,15 +231,18 @@ class GuestChannel {
 // kConnect  tx chunk holds the sockaddr           result = 0 (connected), -EINPROGRESS (the
 //                                                 TOE connects asynchronously; completion of the
 //                                                 connect is published in the slot and A made
-//                                                 writable), or -errno
+//                                                 writable if the guest set tx_blocked), or
+//                                                 -errno
 // kSend     tx chunk + offset + length; arg0 =    result = bytes accepted (always all, or
 //           MSG_* flags (MSG_MORE, MSG_OOB)       -errno); the chunk is returned by this
 //           socket type DGRAM: arg1 != 0 means    completion (chunk field echoes it)
 //           the first arg1 bytes of the chunk
 //           are a sockaddr (sendto)
 // kShutdown arg0 = SHUT_RD / SHUT_WR / SHUT_RDWR  result = 0 / -errno
-// kSetsockopt arg0 = level << 32 | optname, tx    result = 0 / -errno
-//           chunk holds the value
+// kSetsockopt arg0 = level << 32 | optname, tx    result = 0 / -errno; none at all when
+//           chunk holds the value; or pool kNone,  flags has kDescFlagNoReply (the guest posts
+//           length <= 8 and the value inline in    an option that cannot fail and goes on;
+//           arg1 (its first `length` bytes)        the TOE counts and logs a failure)
 // kGetsockopt arg0 = level << 32 | optname        result = value length / -errno; arg0, arg1 =
 //                                                 first 16 bytes of the value
 // kBufferReturn socket, arg0 = socket generation, no completion (one that names a socket or

@@ -70,8 +70,9 @@ struct SessionCounters {
   std::uint64_t bytes_rx_wire = 0;           // read from the stack
   std::uint64_t rx_backpressure_events = 0;  // a socket stopped reading (ring full / no chunk)
   std::uint64_t bad_descriptors = 0;
-  std::uint64_t stale_buffer_returns = 0;  // kBufferReturn for a loan already ended (benign)
-  std::uint64_t guests_reclaimed = 0;      // lanes of dead guest processes reclaimed
+  std::uint64_t stale_buffer_returns = 0;       // kBufferReturn for a loan already ended (benign)
+  std::uint64_t async_setsockopt_failures = 0;  // posted (no-reply) setsockopts that failed
+  std::uint64_t guests_reclaimed = 0;           // lanes of dead guest processes reclaimed
   std::uint64_t lanes_closed_broken = 0;
   std::uint64_t streams_blocked = 0;       // connections reset by an SVM chain's verdict
   std::uint64_t streams_inspected = 0;     // connections a policy sent through a chain
@@ -161,7 +162,8 @@ class GuestSession {
   // sidecar and lanes (guest_session.cpp)
   void accept_sidecars();
   void on_sidecar_new(std::uint64_t conn);
-  void read_sidecar(std::uint32_t lane);
+  // Reads B ends off the sidecar: all that are queued, or (want != 0) up to that request's.
+  void read_sidecar(std::uint32_t lane, std::uint64_t want = 0);
   void handle_hello(std::uint64_t conn, rpc::UniqueFd fd);
   // A free process lane with fresh rings for (pid, peer, vector); -EBUSY when none is free.
   rpc::Result<std::uint32_t> open_lane(std::uint32_t pid, rpc::PeerId peer, std::uint16_t vector,
@@ -219,6 +221,9 @@ class GuestSession {
   // Local and (with_peer) peer address into the slot. A socket that cannot have a peer (bound,
   // listening) skips the getpeername that would only say ENOTCONN.
   void publish_addresses(std::uint32_t id, bool with_peer = true);
+  // SO_SNDBUF/SO_RCVBUF into the slot (kOpen sockets; 0 otherwise). A fresh socket takes the
+  // kernel's defaults for its domain and type, read from a socket at most once a second.
+  void publish_buffer_sizes(std::uint32_t id, bool fresh);
   void begin_close(std::uint32_t id);
   void finish_close(std::uint32_t id);
   void check_tx_blocked(std::uint32_t lane);
@@ -293,6 +298,14 @@ class GuestSession {
   std::uint64_t agent_generation_ = 0;  // 0: no agent said hello (or it was closed)
   std::vector<std::uint32_t> zombies_;  // sockets with TSocket::zombie set
   std::chrono::steady_clock::time_point next_zombie_check_{};
+  struct BufferDefaults {
+    int domain = 0;
+    int type = 0;
+    int sndbuf = 0;
+    int rcvbuf = 0;
+    std::chrono::steady_clock::time_point read_at{};
+  };
+  BufferDefaults buffer_defaults_[4];  // AF_INET/AF_INET6 x SOCK_STREAM/SOCK_DGRAM
   SessionCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<InspectionLink> inspect_;

@@ -85,7 +85,8 @@ class LocalPlaceholders final : public Placeholders {
  private:
   void unwatch(std::uint32_t id);
   std::vector<rpc::PlaceholderEnd> ends_;
-  std::vector<UnixSocketRef> a_;  // end A of killed sockets (sock_diag)
+  std::vector<UnixSocketRef> a_;       // end A of killed sockets (sock_diag)
+  std::vector<std::uint8_t> watched_;  // B is in the epoll set
   std::vector<std::byte> scratch_;
   int epoll_fd_;
   std::function<std::uint64_t(std::uint32_t)> token_of_;
