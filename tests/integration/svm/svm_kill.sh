@@ -236,7 +236,16 @@ if [[ "${SVM_KILL_NO_KILL:-0}" == 1 ]]; then
   log "SVM_KILL_NO_KILL=1: NOT killing tosec-svm $old_svm (negative check of the test)"
 else
   kill -KILL "$old_svm" || fail "kill -KILL $old_svm failed"
-  log "SIGKILLed tosec-svm $old_svm at $kill_t after $before echoes"
+  # "After the kill" starts when the SVM is dead (gone or a zombie), not when kill was called: a
+  # line the SVM inspected and passed in between was legitimately echoed (fail-closed stops
+  # what the dead SVM can no longer inspect).
+  for ((i = 0; i < 500; i++)); do
+    state="$(awk '{ print $3 }' "/proc/$old_svm/stat" 2>/dev/null || true)"
+    [[ -z "$state" || "$state" == Z ]] && break
+    sleep 0.01
+  done
+  kill_t="$(date +%s.%N)"
+  log "SIGKILLed tosec-svm $old_svm; dead at $kill_t after $before echoes"
 fi
 
 if [[ "$policy" == closed ]]; then
