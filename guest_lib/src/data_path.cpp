@@ -77,9 +77,7 @@ long send_precheck(const Sock& s) {
 // Makes A unwritable and publishes tx_blocked, then re-checks (Dekker): true if credit came
 // back meanwhile (the TOE was kicked to drain B, the caller retries at once).
 bool block_tx(const Sock& s) {
-  fill_placeholder(s.fd);
-  s.slot->tx_blocked.store(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  fill_placeholder(s);
   s.p->reap();
   if (s.local->credit.inflight() < s.local->credit.limit()) {
     kick(s, 2);

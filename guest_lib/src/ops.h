@@ -54,7 +54,9 @@ bool restart_after_signal();
 int shim_sigaction(int sig, const struct sigaction* act, struct sigaction* old);
 
 // Readiness of A (decision 0004): making A unwritable / re-arming readable.
-void fill_placeholder(int a);
+// Makes A unwritable (junk + sentinel, unless it already is) and then publishes tx_blocked
+// with a seq_cst fence: the caller re-checks its condition and kicks (2) if it came meanwhile.
+void fill_placeholder(const Sock& s);
 // Clears A's readable state after the rx ring (or accept queue) was found empty. Returns true
 // if something arrived meanwhile (the caller re-checks; the TOE was kicked to re-signal).
 bool rearm_readable(const Sock& s);

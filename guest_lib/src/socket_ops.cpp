@@ -79,6 +79,14 @@ void remember_option(SocketLocal& l, int level, int name, const void* value, soc
                                                static_cast<const unsigned char*>(value) + len)});
 }
 
+// kGetsockopt / kSetsockopt of (level, name) on socket `id`.
+rpc::Descriptor option_desc(rpc::Op op, std::uint32_t id, int level, int name) {
+  rpc::Descriptor d = desc(op, id);
+  d.arg0 = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32) |
+           static_cast<std::uint32_t>(name);
+  return d;
+}
+
 // Options that take an int flag and that Linux accepts on any socket of this type whatever
 // its value: setsockopt() posts them without waiting for the TOE (kDescFlagNoReply).
 bool postable_option(const Sock& s, int level, int name, socklen_t len) {
@@ -129,18 +137,25 @@ void kick(const Sock& s, std::uint64_t what) {
   (void)s.p->post(d);
 }
 
-void fill_placeholder(int a) {
+void fill_placeholder(const Sock& s) {
   // A reports POLLOUT while its queued bytes' memory is at most a quarter of its send buffer
   // (8 KiB): 2 KiB of junk are enough to cross that line. The fill ends with a sentinel byte
   // the TOE leaves in B (guest_channel.h, "A's sentinel"); both sends succeed because A was
   // writable before (its send buffer then has room for both). An A that is already unwritable
   // is left alone, so that the sentinel stays the last byte queued.
-  pollfd p{a, POLLOUT, 0};
-  if (::poll(&p, 1, 0) >= 0 && (p.revents & POLLOUT) == 0) return;  // poll is never interposed
-  static const char junk[2048] = {};
-  if (real().send(a, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return;
-  const char sentinel = rpc::kPlaceholderSentinel;
-  (void)real().send(a, &sentinel, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  pollfd p{s.fd, POLLOUT, 0};
+  if (::poll(&p, 1, 0) >= 0 && (p.revents & POLLOUT) != 0) {  // poll is never interposed
+    static const char junk[2048] = {};
+    if (real().send(s.fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+      const char sentinel = rpc::kPlaceholderSentinel;
+      (void)real().send(s.fd, &sentinel, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+  }
+  // Published after the fill: the TOE drains B only when it takes tx_blocked set, so a clear
+  // flag must mean there is no junk (make_writable). The fence orders it before the caller's
+  // re-check (Dekker).
+  s.slot->tx_blocked.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 int take_so_error(const Sock& s) {
@@ -346,8 +361,7 @@ long op_connect(int fd, const sockaddr* addr, socklen_t len) {
   bool filled = false;
   if (st != rpc::SocketState::kConnecting) {
     if (s->nonblock()) {
-      fill_placeholder(fd);
-      slot->tx_blocked.store(1, std::memory_order_seq_cst);
+      fill_placeholder(*s);
       filled = true;
     }
     const long r = call_with_buffer(s->p, desc(rpc::Op::kConnect, s->ref.id), addr, len);
@@ -373,11 +387,10 @@ long op_connect(int fd, const sockaddr* addr, socklen_t len) {
     if (const int e = take_so_error(*s); e != 0) return -e;
     if (!filled) {
       if (spin_for_connect(*s, timeout)) continue;
-      // Going to sleep on A's POLLOUT: fill it, publish tx_blocked, re-check (Dekker with the
-      // TOE's make_writable). A connection that came up meanwhile may have found tx_blocked
+      // Going to sleep on A's POLLOUT: fill it (publishing tx_blocked), re-check (Dekker with
+      // the TOE's make_writable). A connection that came up meanwhile may have found tx_blocked
       // clear and not drained: the kick has it drained, so A is writable when we return.
-      fill_placeholder(fd);
-      slot->tx_blocked.store(1, std::memory_order_seq_cst);
+      fill_placeholder(*s);
       filled = true;
       if (slot->state.load(std::memory_order_seq_cst) != rpc::SocketState::kConnecting) {
         kick(*s, 2);
@@ -518,10 +531,7 @@ long op_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
         break;
     }
   }
-  rpc::Descriptor d = desc(rpc::Op::kGetsockopt, s->ref.id);
-  d.arg0 = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32) |
-           static_cast<std::uint32_t>(name);
-  auto r = s->p->call(d);
+  auto r = s->p->call(option_desc(rpc::Op::kGetsockopt, s->ref.id, level, name));
   if (!r) return -r.error().code;
   if (r->result < 0) return static_cast<long>(r->result);
   unsigned char buf[16];
@@ -558,10 +568,8 @@ long op_setsockopt(int fd, int level, int name, const void* value, socklen_t len
   if (postable_option(*s, level, name, len)) {
     // Cannot fail on this socket (an int flag): posted, not waited for. Requests of one
     // process keep their order in its lane, so a later bind/connect/listen sees it set.
-    rpc::Descriptor d = desc(rpc::Op::kSetsockopt, s->ref.id);
+    rpc::Descriptor d = option_desc(rpc::Op::kSetsockopt, s->ref.id, level, name);
     d.flags = rpc::kDescFlagNoReply;
-    d.arg0 = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32) |
-             static_cast<std::uint32_t>(name);
     int v = 0;
     std::memcpy(&v, value, sizeof v);
     d.length = sizeof v;
@@ -570,15 +578,8 @@ long op_setsockopt(int fd, int level, int name, const void* value, socklen_t len
     remember_option(*s->local, level, name, value, len);
     return 0;
   }
-  const long r = call_with_buffer(
-      s->p,
-      [&] {
-        rpc::Descriptor d = desc(rpc::Op::kSetsockopt, s->ref.id);
-        d.arg0 = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(level)) << 32) |
-                 static_cast<std::uint32_t>(name);
-        return d;
-      }(),
-      value, len);
+  const long r =
+      call_with_buffer(s->p, option_desc(rpc::Op::kSetsockopt, s->ref.id, level, name), value, len);
   if (r == 0) remember_option(*s->local, level, name, value, len);
   return r;
 }
