@@ -98,19 +98,34 @@ rpc::Status GuestSession::init() {
   // Sidecar listener.
   sidecar_listen_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sidecar_listen_.valid()) return rpc::errno_error("socket(sidecar)");
+  // The path appears only once it accepts connections: guests, tests and supervisors take its
+  // existence as "the TOE is ready", and a guest joins once per process. So bind and listen on
+  // a temporary name and rename() it into place (atomic on one file system).
+  const std::string staging = opts_.sidecar + ".new." + std::to_string(::getpid());
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
-  if (opts_.sidecar.size() >= sizeof sun.sun_path) {
-    return rpc::Error{ENAMETOOLONG, "--sidecar path too long: " + opts_.sidecar};
+  if (staging.size() >= sizeof sun.sun_path) {
+    return rpc::Error{ENAMETOOLONG, "--sidecar path too long (" +
+                                        std::to_string(sizeof sun.sun_path - 1 -
+                                                       (staging.size() - opts_.sidecar.size())) +
+                                        " bytes at most): " + opts_.sidecar};
   }
-  std::memcpy(sun.sun_path, opts_.sidecar.c_str(), opts_.sidecar.size() + 1);
-  ::unlink(opts_.sidecar.c_str());
+  std::memcpy(sun.sun_path, staging.c_str(), staging.size() + 1);
+  ::unlink(staging.c_str());
   const mode_t old = ::umask(0077);
   const int rc = ::bind(sidecar_listen_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
   ::umask(old);
-  if (rc != 0) return rpc::errno_error("bind(" + opts_.sidecar + ")");
-  ::chmod(opts_.sidecar.c_str(), 0600);
-  if (::listen(sidecar_listen_.get(), 64) != 0) return rpc::errno_error("listen(sidecar)");
+  if (rc != 0) return rpc::errno_error("bind(" + staging + ")");
+  ::chmod(staging.c_str(), 0600);
+  if (::listen(sidecar_listen_.get(), 64) != 0) {
+    ::unlink(staging.c_str());
+    return rpc::errno_error("listen(sidecar)");
+  }
+  if (::rename(staging.c_str(), opts_.sidecar.c_str()) != 0) {
+    const rpc::Error e = rpc::errno_error("rename(" + staging + ", " + opts_.sidecar + ")");
+    ::unlink(staging.c_str());
+    return e;
+  }
 
   epoll_add(sidecar_listen_.get(), EPOLLIN, token(TokenKind::kSidecarListen));
   epoll_add(ivshmem_.fd(), EPOLLIN, token(TokenKind::kIvshmem));

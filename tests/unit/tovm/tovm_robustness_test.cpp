@@ -6,7 +6,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+
+#include <filesystem>
 
 #include "fake_guest.h"
 #include "toe_harness.h"
@@ -28,6 +32,36 @@ rpc::Descriptor desc(Op op, std::uint32_t socket = 0) {
   d.op = static_cast<std::uint16_t>(op);
   d.socket = socket;
   return d;
+}
+
+// Guests and tests take the sidecar path's existence as "the TOE accepts joins": it must appear
+// already listening (no ECONNREFUSED window), private to the owner, with no staging name left.
+TEST(TovmSidecar, PathAppearsListeningPrivateAndAlone) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  const std::string path = toe.options().sidecar;
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  rpc::UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  EXPECT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0)
+      << std::strerror(errno);
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
+    EXPECT_EQ(e.path().filename().string().find(".new."), std::string::npos) << e.path();
+  }
+}
+
+TEST(TovmSidecar, TooLongPathIsRefusedByName) {
+  const std::string long_path = "/tmp/" + std::string(100, 'x');
+  ToeHarness toe(small_config(), [&](TovmOptions& o) { o.sidecar = long_path; });
+  ASSERT_FALSE(toe.ok());
+  EXPECT_NE(toe.error().find("--sidecar path too long"), std::string::npos) << toe.error();
+  EXPECT_NE(toe.error().find(long_path), std::string::npos) << toe.error();
 }
 
 TEST(TovmRobustness, MalformedDescriptorsGetErrorsAndTheToeSurvives) {
