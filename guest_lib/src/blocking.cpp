@@ -217,15 +217,34 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
   WaitCounters& counters = (events & POLLIN) != 0 ? wait_stats().read : wait_stats().write;
   counters.waits.fetch_add(1, std::memory_order_relaxed);
   std::uint32_t polls = 0;
-  const bool caught = spin.spin(
-      [&] {
-        if ((events & POLLIN) != 0 && has_rx_work(s)) return true;  // shared memory: free
-        if ((++polls & 7) != 0) return false;
-        pollfd q{s.fd, events, 0};  // A's readiness (what the TOE mirrors), every 8th poll
-        const timespec zero{0, 0};
-        return real().ppoll(&q, 1, &zero, nullptr) > 0;
-      },
-      timeout_ns);
+  bool caught;
+  if ((events & POLLIN) != 0) {
+    // Everything that makes A readable is in shared memory (has_rx_work), so the spin makes no
+    // system call, and it claims the socket so that the TOE writes no readiness byte that we
+    // would then have to drain (guest_channel.h, refinement 1). Only a 0 is claimed: a 1
+    // means a byte is (about to be) in A anyway.
+    std::uint32_t unsignalled = 0;
+    const bool claimed = s.slot->rx_signalled.compare_exchange_strong(unsignalled, rpc::kRxClaimed,
+                                                                      std::memory_order_seq_cst);
+    caught = spin.spin([&] { return has_rx_work(s); }, timeout_ns);
+    if (claimed) {
+      // Give the claim back before anything else (a sleeper needs the TOE's byte), then
+      // re-check: an arrival the TOE saw claimed has no byte, so we must not sleep on it.
+      std::uint32_t mine = rpc::kRxClaimed;
+      (void)s.slot->rx_signalled.compare_exchange_strong(mine, 0, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (!caught && has_rx_work(s)) caught = true;
+    }
+  } else {
+    caught = spin.spin(
+        [&] {
+          if ((++polls & 7) != 0) return false;
+          pollfd q{s.fd, events, 0};  // A's writability (what the TOE mirrors), every 8th poll
+          const timespec zero{0, 0};
+          return real().ppoll(&q, 1, &zero, nullptr) > 0;
+        },
+        timeout_ns);
+  }
   if (caught) {
     counters.spun.fetch_add(1, std::memory_order_relaxed);
     return 0;  // the caller re-checks

@@ -183,6 +183,14 @@ bool has_rx_work(const Sock& s) {
   return s.slot->accept_ready.load(std::memory_order_acquire) > 0;
 }
 
+void keep_readable(const Sock& s) {
+  // Caller holds rx_lock and left entries in the ring. Arrivals while a reader claimed the
+  // socket wrote no byte: without one, A would not look readable for data that is there.
+  if (s.slot->rx_bytes_signalled.load(std::memory_order_acquire) == s.slot->rx_bytes_drained) {
+    kick(s, 1);
+  }
+}
+
 bool rearm_readable(const Sock& s) {
   // Caller holds the slot's rx_lock. EOF and errors keep A readable for good.
   if ((s.slot->events.load(std::memory_order_acquire) &
@@ -194,14 +202,18 @@ bool rearm_readable(const Sock& s) {
   // GuestSession::kill_placeholder) that recv would consume the ECONNRESET behind A's POLLERR.
   // (Counting first also saves the recv that used to end every drain with EAGAIN.)
   // Bytes that arrive after the count keep A readable: the re-check below finds their entries.
+  // Equal counts: the TOE wrote no byte we have not read (or claimed arrivals wrote none), so
+  // A is empty and the two system calls are skipped (guest_channel.h, refinement 2).
   char buf[64];
   int queued = 0;
-  if (real().ioctl(s.fd, SIOCINQ, &queued) == 0) {
+  if (s.slot->rx_bytes_signalled.load(std::memory_order_acquire) != s.slot->rx_bytes_drained &&
+      real().ioctl(s.fd, SIOCINQ, &queued) == 0) {
     auto left = static_cast<std::size_t>(std::max(queued, 0));
     while (left > 0) {
       const ssize_t n = real().recv(s.fd, buf, std::min(sizeof buf, left), MSG_DONTWAIT);
       if (n <= 0) break;
       left -= static_cast<std::size_t>(n);
+      s.slot->rx_bytes_drained += static_cast<std::uint32_t>(n);
     }
   }
   // 2) ... tell the TOE the next arrival must write a byte again, 3) re-check (Dekker).
@@ -281,7 +293,11 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
       res = rx_consume(ring, iov, peek, dgram, give_back);
       if (res.error != 0) return -EIO;
       // Consumed everything: A must stop looking readable, unless EOF/error keep it so.
-      if (!peek && ring.empty() && (res.copied > 0 || res.got_dgram)) arrived = rearm_readable(*s);
+      if (!peek && ring.empty() && (res.copied > 0 || res.got_dgram)) {
+        arrived = rearm_readable(*s);
+      } else if (!ring.empty()) {
+        keep_readable(*s);
+      }
     }
     (void)arrived;
     if (dgram && res.got_dgram) {
@@ -316,6 +332,10 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
     }
     // Nothing to read: EOF, error, or wait.
     const std::uint32_t ev = s->slot->events.load(std::memory_order_acquire);
+    // The TOE pushes the last data before it publishes the FIN or error (release); data that
+    // landed between our consume and this load goes first, as on a kernel socket. (Returning
+    // 0 here lost a TCP_CRR response: netperf saw EOF, then the response after shutdown.)
+    if (ev != 0 && !ring.empty()) continue;
     if ((ev & rpc::kEvReset) != 0) {
       if (got > 0) return static_cast<long>(got);
       (void)take_so_error(*s);  // the same reset: SO_ERROR must not report it again

@@ -60,6 +60,9 @@ void fill_placeholder(const Sock& s);
 // Clears A's readable state after the rx ring (or accept queue) was found empty. Returns true
 // if something arrived meanwhile (the caller re-checks; the TOE was kicked to re-signal).
 bool rearm_readable(const Sock& s);
+// The reverse, after consuming part of the ring (or accept queue): makes sure A looks readable
+// for what is left, which a claimed arrival did not signal (guest_channel.h). Under rx_lock.
+void keep_readable(const Sock& s);
 bool has_rx_work(const Sock& s);  // data, EOF, error or connection to accept
 // Clears ECONNRESET in A's sk_err (POLLERR) once a dead stream socket's error was reported.
 void clear_placeholder_error(const Sock& s);

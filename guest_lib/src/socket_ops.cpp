@@ -329,11 +329,16 @@ long op_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
     }
     rpc::SocketSlot* ns = s->p->slot(id);
     copy_address(ns->peer, ns->family, addr, len);
-    if (s->slot->accept_ready.load(std::memory_order_acquire) == 0) {
+    {
       // Took the last one: A must stop looking readable, or a blocking accept after a poll
-      // would block (spurious readiness is only harmless for non-blocking sockets).
+      // would block (spurious readiness is only harmless for non-blocking sockets). Left
+      // some: A must look readable for them.
       RxLock lk(s->slot->rx_lock);
-      if (s->slot->accept_ready.load(std::memory_order_acquire) == 0) (void)rearm_readable(*s);
+      if (s->slot->accept_ready.load(std::memory_order_acquire) == 0) {
+        (void)rearm_readable(*s);
+      } else {
+        keep_readable(*s);
+      }
     }
     return nfd;
   }

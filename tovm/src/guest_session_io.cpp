@@ -44,6 +44,8 @@ rpc::Status GuestSession::setup_socket(std::uint32_t id, std::uint32_t lane,
   }
   // Publish a clean slot: guest-owned fields reset, then identity, then state (release).
   slot->rx_signalled.store(0, std::memory_order_relaxed);
+  slot->rx_bytes_signalled.store(0, std::memory_order_relaxed);
+  slot->rx_bytes_drained = 0;
   slot->tx_blocked.store(0, std::memory_order_relaxed);
   slot->rx_lock.store(0, std::memory_order_relaxed);
   slot->rx_offset = 0;
@@ -126,19 +128,41 @@ void GuestSession::publish_buffer_sizes(std::uint32_t id, bool fresh) {
   slot->rcvbuf.store(rcv, std::memory_order_release);
 }
 
-void GuestSession::signal_readable(std::uint32_t id) {
-  if (!ph(id).attached(id)) return;
-  if (channel_.slot(id)->rx_signalled.exchange(1, std::memory_order_acq_rel) != 0) return;
+void GuestSession::write_readiness_byte(std::uint32_t id) {
+  // Counted before the write: the guest skips its drain only when the counts are equal, so a
+  // count ahead of the bytes costs it one SIOCINQ, a byte ahead of the count would be missed.
+  channel_.slot(id)->rx_bytes_signalled.fetch_add(1, std::memory_order_seq_cst);
   ph(id).signal(id);
+}
+
+void GuestSession::signal_readable(std::uint32_t id) {
+  // EOF, error, accept queue, kick: one byte unless A has one (1) or a reader spinning on the
+  // slot claimed it (kRxClaimed: it sees accept_ready/events itself, and resets the claim and
+  // re-checks before it sleeps on A).
+  if (!ph(id).attached(id)) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // our publication before the flag
+  std::uint32_t expected = 0;
+  if (!channel_.slot(id)->rx_signalled.compare_exchange_strong(expected, 1,
+                                                               std::memory_order_seq_cst)) {
+    return;
+  }
+  write_readiness_byte(id);
 }
 
 void GuestSession::signal_arrival(std::uint32_t id) {
   // One byte per batch of RxEntries, even when A is already readable: an EPOLLET waiter on A
   // wakes once per arrival, as on a kernel TCP socket. The guest drains every byte when it
-  // empties the ring. EAGAIN on a full B is harmless (A is readable anyway).
+  // empties the ring. EAGAIN on a full B is harmless (A is readable anyway). No byte while a
+  // reader claims the socket: the fence orders our ring push before reading the claim, the
+  // reader's reset of the claim before its ring re-check (Dekker), so one of us sees the other.
   if (!ph(id).attached(id)) return;
-  channel_.slot(id)->rx_signalled.store(1, std::memory_order_seq_cst);
-  ph(id).signal(id);
+  rpc::SocketSlot* slot = channel_.slot(id);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::uint32_t seen = slot->rx_signalled.load(std::memory_order_seq_cst);
+  do {
+    if (seen == rpc::kRxClaimed) return;
+  } while (!slot->rx_signalled.compare_exchange_weak(seen, 1, std::memory_order_seq_cst));
+  write_readiness_byte(id);
 }
 
 void GuestSession::mirror_peer_fin(std::uint32_t id) {

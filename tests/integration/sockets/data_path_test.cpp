@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sock_util.h"
@@ -93,6 +94,47 @@ TEST(Data, MsgWaitallReturnsShortCountAtEof) {
   c.server.reset();
   ASSERT_TRUE(call.wait_done()) << "MSG_WAITALL recv did not return at EOF";
   EXPECT_EQ(r, 10) << "MSG_WAITALL recv at EOF must return the bytes that did arrive";
+}
+
+// A response followed at once by the peer's close (every TCP_CRR transaction): the data must
+// be read before EOF. The shim once checked its ring, then found the FIN that had arrived
+// together with the data meanwhile, and returned 0 with the response still queued (netperf:
+// "disconnect_data_socket failed"). The window is a few instructions wide, so this hammers
+// it: non-blocking receives in a tight loop while the peer sends and closes, many times. It
+// can only fail, never pass, on a broken build; passing once is not proof of the fix.
+TEST(Data, ResponseFollowedByCloseIsReadBeforeEof) {
+  constexpr int kRounds = 300;
+  constexpr size_t kLen = 64;
+  for (int round = 0; round < kRounds; ++round) {
+    Conn c;
+    ASSERT_NO_FATAL_FAILURE(make_conn(&c));
+    std::thread peer([&] {
+      char out[kLen];
+      fill_pattern(static_cast<uint64_t>(round), 0, out, sizeof out);
+      (void)send(c.server.get(), out, sizeof out, MSG_NOSIGNAL);
+      c.server.reset();
+    });
+    char in[kLen];
+    size_t got = 0;
+    Deadline d(kIoTimeoutMs);
+    ssize_t r = -1;
+    while (got < kLen && !d.expired()) {
+      r = recv(c.client.get(), in + got, kLen - got, MSG_DONTWAIT);
+      if (r > 0) {
+        got += static_cast<size_t>(r);
+      } else if (r == 0 || errno != EAGAIN) {
+        break;
+      }
+    }
+    peer.join();
+    ASSERT_EQ(got, kLen) << "round " << round << ": recv returned " << r << " ("
+                         << (r < 0 ? err(errno) : std::string("EOF")) << ") after " << got << " of "
+                         << kLen << " bytes";
+    char want[kLen];
+    fill_pattern(static_cast<uint64_t>(round), 0, want, sizeof want);
+    ASSERT_EQ(std::memcmp(in, want, kLen), 0) << "round " << round;
+    ASSERT_NO_FATAL_FAILURE(expect_eof(c.client.get()));
+  }
 }
 
 TEST(Data, FionreadSiocinqAndSiocoutq) {

@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <numeric>
@@ -129,6 +131,72 @@ TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
   a.reset();
   EXPECT_TRUE(wait_for([&] { return toe.stat("open") == 0; })) << toe.status();
   EXPECT_EQ(g->slot(sid)->state.load(), rpc::SocketState::kFree);
+}
+
+// guest_channel.h, "two refinements": while the guest claims the socket (a reader spinning on
+// the ring) an arrival writes no readiness byte into B; otherwise it writes one and counts it
+// in rx_bytes_signalled first. A FIN while claimed still makes A readable (B shut), byte-less.
+TEST(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(g) << err;
+  KernelListener srv;
+  ASSERT_NE(srv.port, 0);
+  rpc::UniqueFd a;
+  const std::int64_t id = g->socket(AF_INET, SOCK_STREAM, a);
+  ASSERT_GE(id, 0);
+  const auto sid = static_cast<std::uint32_t>(id);
+  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  rpc::UniqueFd peer = srv.accept_one();
+  ASSERT_TRUE(peer.valid());
+  rpc::SocketSlot* slot = g->slot(sid);
+  auto take_all = [&](std::size_t want) {
+    std::size_t got = 0;
+    wait_for([&] {
+      for (const auto& e : g->take_rx(sid)) {
+        got += e.length;
+        g->return_rx(sid, e.chunk);
+      }
+      return got >= want;
+    });
+    return got;
+  };
+  auto a_queued = [&] {
+    int n = -1;
+    (void)::ioctl(a.get(), SIOCINQ, &n);
+    return n;
+  };
+
+  slot->rx_signalled.store(rpc::kRxClaimed, std::memory_order_seq_cst);
+  ASSERT_EQ(::send(peer.get(), "claimed", 7, 0), 7);
+  EXPECT_EQ(take_all(7), 7U);
+  EXPECT_FALSE(readable(a.get(), 100)) << "a claimed arrival wrote a readiness byte";
+  EXPECT_EQ(slot->rx_bytes_signalled.load(), 0U);
+  EXPECT_EQ(slot->rx_signalled.load(), rpc::kRxClaimed) << "the TOE must leave the claim alone";
+
+  slot->rx_signalled.store(0, std::memory_order_seq_cst);
+  ASSERT_EQ(::send(peer.get(), "open", 4, 0), 4);
+  EXPECT_EQ(take_all(4), 4U);
+  EXPECT_TRUE(readable(a.get()));
+  EXPECT_EQ(a_queued(), 1);
+  EXPECT_EQ(slot->rx_bytes_signalled.load(), 1U);
+  EXPECT_EQ(slot->rx_signalled.load(), 1U);
+
+  // Drained as the shim does it, then claimed again: the FIN makes A readable (POLLRDHUP, B
+  // shut) without a byte.
+  char b;
+  ASSERT_EQ(::recv(a.get(), &b, 1, MSG_DONTWAIT), 1);
+  slot->rx_bytes_drained = 1;
+  slot->rx_signalled.store(rpc::kRxClaimed, std::memory_order_seq_cst);
+  peer.reset();
+  EXPECT_TRUE(wait_for([&] { return (slot->events.load() & rpc::kEvPeerClosed) != 0; }));
+  pollfd p{a.get(), POLLIN | POLLRDHUP, 0};
+  EXPECT_EQ(::poll(&p, 1, kWaitMs), 1);
+  EXPECT_NE(p.revents & POLLRDHUP, 0);
+  EXPECT_EQ(a_queued(), 0);
+  EXPECT_EQ(slot->rx_bytes_signalled.load(), 1U);
 }
 
 TEST(TovmDataPath, ListenAndAccept) {

@@ -26,6 +26,14 @@
 //     EPOLLET waiter wakes once per arrival, as on a kernel socket) and sets rx_signalled; the
 //     guest reads all the bytes out of A when it has consumed everything (rearm protocol). On
 //     the peer's FIN the TOE also shuts B's send side, so A reports POLLRDHUP and reads 0.
+//     Two refinements (decision 0013) spare this mirror's system calls while a reader waits:
+//     (1) a blocked reader spinning on shared memory sets rx_signalled to kRxClaimed; the TOE
+//     then writes no byte (the spinner watches the ring itself), and the reader resets it to 0
+//     and re-checks before it sleeps on A (Dekker). A reader that leaves data in the ring after
+//     a claimed arrival kicks the TOE (kick 1), so A turns readable for other waiters. (2) The
+//     TOE counts the bytes it writes (rx_bytes_signalled, counted before the write) and the
+//     guest the bytes it drains (rx_bytes_drained, under rx_lock): equal counts mean A holds
+//     none, and the drain skips its SIOCINQ and recv.
 //   - A writable  <=> A's send buffer is not full. The guest fills it with junk to make A
 //     unwritable (socket connecting, or send credit exhausted) and sets tx_blocked; the TOE
 //     drains B (reads and discards) when the connection is established/failed or send credit
@@ -62,7 +70,7 @@
 
 namespace tosec::rpc {
 
-inline constexpr std::uint32_t kGuestChannelVersion = 1;
+inline constexpr std::uint32_t kGuestChannelVersion = 2;  // 2: kRxClaimed, readiness counts
 
 struct GuestChannelConfig {
   std::uint32_t lanes = 16;               // guest processes served at once
@@ -110,6 +118,9 @@ enum class SocketState : std::uint32_t {
 // The last byte the TOE leaves in B (see "A's sentinel" above); junk bytes are never this value.
 inline constexpr char kPlaceholderSentinel = 'S';
 
+// SocketSlot::rx_signalled while a blocked reader spins on the rx ring: write no readiness byte.
+inline constexpr std::uint32_t kRxClaimed = 2;
+
 // SocketSlot::events bits (published by the TOE).
 inline constexpr std::uint32_t kEvPeerClosed = 1U
                                                << 0;    // FIN received: recv returns 0 when drained
@@ -147,20 +158,23 @@ struct SocketSlot {
   // then, without a round trip. 0: unknown, ask the TOE.
   std::atomic<std::int32_t> sndbuf;
   std::atomic<std::int32_t> rcvbuf;
+  // Readiness bytes the TOE has written (or is about to write) into B, ever (wraps).
+  std::atomic<std::uint32_t> rx_bytes_signalled;
   // ---- line 1: addresses, published by the TOE ----
   alignas(kCacheLine) SlotAddress local;
   SlotAddress peer;
   // ---- line 2: guest-owned (the TOE reads rx_signalled / tx_blocked as hints only) ----
-  alignas(kCacheLine) std::atomic<std::uint32_t> rx_signalled;  // a byte is (about to be) in A
-  std::atomic<std::uint32_t> tx_blocked;   // guest filled A (set after the fill); TOE drains B
-                                           // only when it takes this set (exchange(0))
-  std::atomic<std::uint32_t> rx_lock;      // futex word: guest processes sharing this socket
-  std::uint32_t rx_offset;                 // bytes of the head rx entry already consumed
-  std::atomic<std::uint32_t> nonblock;     // O_NONBLOCK of A's open file description (mirror)
-  std::atomic<std::uint32_t> tx_inflight;  // bytes sent by the guest, not yet completed
-  std::uint32_t guest_error_seq;           // last error_seq the guest consumed (SO_ERROR)
-  std::uint32_t reserved0;
-  std::uint64_t placeholder_ino;  // st_ino of end A: exec'd shims find sockets by it
+  alignas(kCacheLine)
+      std::atomic<std::uint32_t> rx_signalled;  // 1: a byte is (about to be) in A, or kRxClaimed
+  std::atomic<std::uint32_t> tx_blocked;        // guest filled A (set after the fill); TOE drains B
+                                                // only when it takes this set (exchange(0))
+  std::atomic<std::uint32_t> rx_lock;           // futex word: guest processes sharing this socket
+  std::uint32_t rx_offset;                      // bytes of the head rx entry already consumed
+  std::atomic<std::uint32_t> nonblock;          // O_NONBLOCK of A's open file description (mirror)
+  std::atomic<std::uint32_t> tx_inflight;       // bytes sent by the guest, not yet completed
+  std::uint32_t guest_error_seq;                // last error_seq the guest consumed (SO_ERROR)
+  std::uint32_t rx_bytes_drained;               // readiness bytes read out of A (under rx_lock)
+  std::uint64_t placeholder_ino;                // st_ino of end A: exec'd shims find sockets by it
   std::uint64_t placeholder_dev;
   std::uint8_t pad2[8];
   // ---- line 3..: the rx ring (RingShared header, then socket_rx_entries RxEntry) follows ----

@@ -212,6 +212,7 @@ class GuestSession {
   void resume_paused();
   void signal_readable(std::uint32_t id);
   void signal_arrival(std::uint32_t id);
+  void write_readiness_byte(std::uint32_t id);
   void publish_paused(std::uint32_t id);
   void mirror_peer_fin(std::uint32_t id);
   void make_writable(std::uint32_t id);
