@@ -85,6 +85,16 @@ bool guest_send_all(FakeGuest& g, std::uint32_t id, std::span<const std::byte> d
   return true;
 }
 
+// A guest stream socket (placeholder end `a`) connected through the TOE to `srv`, whose
+// accepted end is `peer`. The socket id, or -1.
+std::int64_t connected_socket(FakeGuest& g, KernelListener& srv, rpc::UniqueFd& a,
+                              rpc::UniqueFd& peer) {
+  const std::int64_t id = g.socket(AF_INET, SOCK_STREAM, a);
+  if (id < 0 || !guest_connect(g, static_cast<std::uint32_t>(id), a.get(), srv.port)) return -1;
+  peer = srv.accept_one();
+  return peer.valid() ? id : -1;
+}
+
 TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
   ToeHarness toe;
   ASSERT_TRUE(toe.ok()) << toe.error();
@@ -145,12 +155,10 @@ TEST(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
   KernelListener srv;
   ASSERT_NE(srv.port, 0);
   rpc::UniqueFd a;
-  const std::int64_t id = g->socket(AF_INET, SOCK_STREAM, a);
+  rpc::UniqueFd peer;
+  const std::int64_t id = connected_socket(*g, srv, a, peer);
   ASSERT_GE(id, 0);
   const auto sid = static_cast<std::uint32_t>(id);
-  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
-  rpc::UniqueFd peer = srv.accept_one();
-  ASSERT_TRUE(peer.valid());
   rpc::SocketSlot* slot = g->slot(sid);
   auto take_all = [&](std::size_t want) {
     std::size_t got = 0;
