@@ -95,33 +95,41 @@ std::int64_t connected_socket(FakeGuest& g, KernelListener& srv, rpc::UniqueFd& 
   return peer.valid() ? id : -1;
 }
 
-TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+// A TOE with the small default channel (toe_harness.h) and one fake guest joined to it.
+class TovmDataPath : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(toe_.ok()) << toe_.error();
+    std::string err;
+    g_ = FakeGuest::join(toe_.options().ivshmem, toe_.options().sidecar, err);
+    ASSERT_TRUE(g_) << err;
+  }
+  ToeHarness toe_;
+  std::unique_ptr<FakeGuest> g_;
+};
+
+TEST_F(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
   KernelListener srv;
   ASSERT_NE(srv.port, 0);
 
   rpc::UniqueFd a;
-  const std::int64_t id = g->socket(AF_INET, SOCK_STREAM, a);
+  const std::int64_t id = g_->socket(AF_INET, SOCK_STREAM, a);
   ASSERT_GE(id, 0);
   const auto sid = static_cast<std::uint32_t>(id);
-  EXPECT_EQ(g->slot(sid)->state.load(), rpc::SocketState::kOpen);
-  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  EXPECT_EQ(g_->slot(sid)->state.load(), rpc::SocketState::kOpen);
+  ASSERT_TRUE(guest_connect(*g_, sid, a.get(), srv.port));
   rpc::UniqueFd peer = srv.accept_one();
   ASSERT_TRUE(peer.valid());
-  EXPECT_EQ(g->slot(sid)->peer.length, sizeof(sockaddr_in));
+  EXPECT_EQ(g_->slot(sid)->peer.length, sizeof(sockaddr_in));
 
   // An echo server on the kernel side.
   constexpr std::size_t kBytes = 1 << 20;
   std::thread echo([&] { echo_bytes(peer.get(), kBytes); });
   const auto data = random_bytes(kBytes, 7);
   std::vector<std::byte> back;
-  std::thread sender([&] { EXPECT_TRUE(guest_send_all(*g, sid, data)); });
+  std::thread sender([&] { EXPECT_TRUE(guest_send_all(*g_, sid, data)); });
   sender.join();
-  back = guest_recv(*g, sid, kBytes);
+  back = guest_recv(*g_, sid, kBytes);
   echo.join();
   ASSERT_EQ(back.size(), kBytes);
   EXPECT_EQ(checksum(back), checksum(data));
@@ -129,8 +137,8 @@ TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
 
   // Peer closes: kEvPeerClosed is published and A is readable.
   peer.reset();
-  EXPECT_TRUE(wait_for([&] { return (g->slot(sid)->events.load() & rpc::kEvPeerClosed) != 0; }));
-  const std::string st = toe.status();
+  EXPECT_TRUE(wait_for([&] { return (g_->slot(sid)->events.load() & rpc::kEvPeerClosed) != 0; }));
+  const std::string st = toe_.status();
   EXPECT_EQ(ToeHarness::stat_in(st, "bytes_from_guest"), static_cast<std::int64_t>(kBytes));
   EXPECT_EQ(ToeHarness::stat_in(st, "bytes_to_guest"), static_cast<std::int64_t>(kBytes));
   EXPECT_EQ(ToeHarness::stat_in(st, "bytes_tx_wire"), static_cast<std::int64_t>(kBytes));
@@ -139,33 +147,28 @@ TEST(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
 
   // Last reference closed: the TOE closes the socket and frees the slot.
   a.reset();
-  EXPECT_TRUE(wait_for([&] { return toe.stat("open") == 0; })) << toe.status();
-  EXPECT_EQ(g->slot(sid)->state.load(), rpc::SocketState::kFree);
+  EXPECT_TRUE(wait_for([&] { return toe_.stat("open") == 0; })) << toe_.status();
+  EXPECT_EQ(g_->slot(sid)->state.load(), rpc::SocketState::kFree);
 }
 
 // guest_channel.h, "two refinements": while the guest claims the socket (a reader spinning on
 // the ring) an arrival writes no readiness byte into B; otherwise it writes one and counts it
 // in rx_bytes_signalled first. A FIN while claimed still makes A readable (B shut), byte-less.
-TEST(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
   KernelListener srv;
   ASSERT_NE(srv.port, 0);
   rpc::UniqueFd a;
   rpc::UniqueFd peer;
-  const std::int64_t id = connected_socket(*g, srv, a, peer);
+  const std::int64_t id = connected_socket(*g_, srv, a, peer);
   ASSERT_GE(id, 0);
   const auto sid = static_cast<std::uint32_t>(id);
-  rpc::SocketSlot* slot = g->slot(sid);
+  rpc::SocketSlot* slot = g_->slot(sid);
   auto take_all = [&](std::size_t want) {
     std::size_t got = 0;
     wait_for([&] {
-      for (const auto& e : g->take_rx(sid)) {
+      for (const auto& e : g_->take_rx(sid)) {
         got += e.length;
-        g->return_rx(sid, e.chunk);
+        g_->return_rx(sid, e.chunk);
       }
       return got >= want;
     });
@@ -207,69 +210,60 @@ TEST(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
   EXPECT_EQ(slot->rx_bytes_signalled.load(), 1U);
 }
 
-TEST(TovmDataPath, ListenAndAccept) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, ListenAndAccept) {
   rpc::UniqueFd la;
-  const std::int64_t lid = g->socket(AF_INET, SOCK_STREAM, la);
+  const std::int64_t lid = g_->socket(AF_INET, SOCK_STREAM, la);
   ASSERT_GE(lid, 0);
   const auto lsid = static_cast<std::uint32_t>(lid);
   const sockaddr_in any = loopback(0);
-  ASSERT_EQ(g->addr_op(Op::kBind, lsid, &any, sizeof any), 0);
-  ASSERT_EQ(g->simple(Op::kListen, lsid, 8), 0);
-  EXPECT_EQ(g->slot(lsid)->state.load(), rpc::SocketState::kListening);
+  ASSERT_EQ(g_->addr_op(Op::kBind, lsid, &any, sizeof any), 0);
+  ASSERT_EQ(g_->simple(Op::kListen, lsid, 8), 0);
+  EXPECT_EQ(g_->slot(lsid)->state.load(), rpc::SocketState::kListening);
   sockaddr_in local{};
-  ASSERT_EQ(g->slot(lsid)->local.length, sizeof local);
-  std::memcpy(&local, g->slot(lsid)->local.bytes, sizeof local);
+  ASSERT_EQ(g_->slot(lsid)->local.length, sizeof local);
+  std::memcpy(&local, g_->slot(lsid)->local.bytes, sizeof local);
   ASSERT_NE(local.sin_port, 0);
 
   rpc::UniqueFd none;
-  EXPECT_EQ(g->accept(lsid, none), -EAGAIN) << "nothing pending yet";
+  EXPECT_EQ(g_->accept(lsid, none), -EAGAIN) << "nothing pending yet";
 
   rpc::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local), 0);
   ASSERT_TRUE(readable(la.get())) << "listener placeholder signalled";
-  EXPECT_TRUE(wait_for([&] { return g->slot(lsid)->accept_ready.load() == 1; }));
+  EXPECT_TRUE(wait_for([&] { return g_->slot(lsid)->accept_ready.load() == 1; }));
 
   rpc::UniqueFd ca;
-  const std::int64_t cid = g->accept(lsid, ca);
+  const std::int64_t cid = g_->accept(lsid, ca);
   ASSERT_GE(cid, 0);
   const auto csid = static_cast<std::uint32_t>(cid);
-  EXPECT_EQ(g->slot(csid)->state.load(), rpc::SocketState::kConnected);
-  EXPECT_EQ(g->slot(csid)->peer.length, sizeof(sockaddr_in));
-  EXPECT_EQ(g->slot(lsid)->accept_ready.load(), 0U);
+  EXPECT_EQ(g_->slot(csid)->state.load(), rpc::SocketState::kConnected);
+  EXPECT_EQ(g_->slot(csid)->peer.length, sizeof(sockaddr_in));
+  EXPECT_EQ(g_->slot(lsid)->accept_ready.load(), 0U);
 
   ASSERT_EQ(::send(client.get(), "hello", 5, 0), 5);
-  auto got = guest_recv(*g, csid, 5);
+  auto got = guest_recv(*g_, csid, 5);
   ASSERT_EQ(got.size(), 5U);
   EXPECT_EQ(std::memcmp(got.data(), "hello", 5), 0);
   const char world[] = "world";
-  ASSERT_TRUE(g->send_async(csid, std::as_bytes(std::span(world, 5))));
+  ASSERT_TRUE(g_->send_async(csid, std::as_bytes(std::span(world, 5))));
   char buf[8] = {};
   ASSERT_TRUE(readable(client.get()));
   EXPECT_EQ(::recv(client.get(), buf, sizeof buf, 0), 5);
   EXPECT_STREQ(buf, "world");
-  EXPECT_EQ(toe.stat("listening"), 1);
-  EXPECT_EQ(toe.stat("connected"), 1);
+  EXPECT_EQ(toe_.stat("listening"), 1);
+  EXPECT_EQ(toe_.stat("connected"), 1);
 }
 
-TEST(TovmDataPath, ReceiveBackpressureStopsReadingAndNeverDrops) {
-  ToeHarness toe;  // 64 rx chunks of 4 KiB, 16 rx entries per socket
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, ReceiveBackpressureStopsReadingAndNeverDrops) {
+  // The harness: 64 rx chunks of 4 KiB, 16 rx entries per socket
   KernelListener srv;
   rpc::UniqueFd a;
-  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, a));
+  const auto sid = static_cast<std::uint32_t>(g_->socket(AF_INET, SOCK_STREAM, a));
   // Small kernel buffers on both sides, so the stall reaches the sender whatever the host's
   // autotuning limits are (the guest's setsockopt goes to the TOE's kernel socket).
   const int small = 65536;
-  ASSERT_EQ(g->setsockopt(sid, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  ASSERT_EQ(g_->setsockopt(sid, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(guest_connect(*g_, sid, a.get(), srv.port));
   rpc::UniqueFd peer = srv.accept_one();
   ASSERT_TRUE(peer.valid());
   ::setsockopt(peer.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
@@ -288,38 +282,34 @@ TEST(TovmDataPath, ReceiveBackpressureStopsReadingAndNeverDrops) {
     }
   });
   // The guest takes nothing: the TOE must stop at its ring (16 entries) and stop reading.
-  ASSERT_TRUE(wait_for([&] { return toe.stat("rx_backpressure_events") >= 1; })) << toe.status();
-  std::int64_t rx_wire = toe.stat("bytes_rx_wire");
+  ASSERT_TRUE(wait_for([&] { return toe_.stat("rx_backpressure_events") >= 1; })) << toe_.status();
+  std::int64_t rx_wire = toe_.stat("bytes_rx_wire");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(toe.stat("bytes_rx_wire"), rx_wire) << "the TOE kept reading without room";
+  EXPECT_EQ(toe_.stat("bytes_rx_wire"), rx_wire) << "the TOE kept reading without room";
   EXPECT_LE(rx_wire, 16 * 4096);
   EXPECT_LT(written.load(), kBytes) << "TCP backpressure reached the sender";
   // Now consume everything: all bytes arrive, in order.
-  auto got = guest_recv(*g, sid, kBytes);
+  auto got = guest_recv(*g_, sid, kBytes);
   writer.join();
   ASSERT_EQ(got.size(), kBytes);
   EXPECT_EQ(checksum(got), checksum(data));
-  EXPECT_GE(toe.stat("rx_backpressure_events"), 1);
-  EXPECT_EQ(toe.stat("rx_chunks_lent"), 0);
+  EXPECT_GE(toe_.stat("rx_backpressure_events"), 1);
+  EXPECT_EQ(toe_.stat("rx_chunks_lent"), 0);
 }
 
 // A kBufferReturn can sit in a lane's request ring while its socket closes: the close
 // reclaims the socket's chunks, the next socket is lent the same chunks (the free list is LIFO),
 // and then the late return arrives. It must not end the new loan, or the TOE would fill a chunk
 // the guest is still reading (seen as 16-64 KiB of another stream inside a download).
-TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
-  ToeHarness toe;  // 64 rx chunks of 4 KiB
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
+  // The harness: 64 rx chunks of 4 KiB
   KernelListener srv;
   constexpr std::size_t kChunk = 4096;
   // Takes entries of `id` until `n` bytes came, handing each to `f`.
   auto take_bytes = [&](std::uint32_t id, std::size_t n, auto&& f) {
     std::size_t got = 0;
     wait_for([&] {
-      for (const auto& e : g->take_rx(id)) {
+      for (const auto& e : g_->take_rx(id)) {
         got += e.length;
         f(e);
       }
@@ -333,8 +323,8 @@ TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
   };
   // A guest socket connected to `srv`, and `chunks` chunks of `fill` sent to it by the peer.
   auto connect_and_feed = [&](Conn& c, std::size_t chunks, char fill) {
-    c.id = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, c.a));
-    EXPECT_TRUE(guest_connect(*g, c.id, c.a.get(), srv.port));
+    c.id = static_cast<std::uint32_t>(g_->socket(AF_INET, SOCK_STREAM, c.a));
+    EXPECT_TRUE(guest_connect(*g_, c.id, c.a.get(), srv.port));
     c.peer = srv.accept_one();
     const std::vector<std::byte> v(chunks * kChunk, static_cast<std::byte>(fill));
     EXPECT_EQ(::send(c.peer.get(), v.data(), v.size(), 0), static_cast<ssize_t>(v.size()));
@@ -348,10 +338,10 @@ TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
   connect_and_feed(x, 4, 'x');
   std::vector<rpc::RxEntry> x_entries;
   ASSERT_EQ(take_bytes(x.id, 4 * kChunk, keep(x_entries)), 4 * kChunk);
-  const std::uint32_t x_gen = g->slot(x.id)->generation.load();
+  const std::uint32_t x_gen = g_->slot(x.id)->generation.load();
   x.a.reset();
-  ASSERT_TRUE(wait_for([&] { return toe.stat("open") == 0; })) << toe.status();
-  g->forget_rx_ring(x.id);
+  ASSERT_TRUE(wait_for([&] { return toe_.stat("open") == 0; })) << toe_.status();
+  g_->forget_rx_ring(x.id);
 
   // Socket Y (perhaps the same id, a new generation) is lent the same chunks.
   Conn y;
@@ -365,11 +355,11 @@ TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
   ASSERT_TRUE(reused) << "precondition: Y holds a chunk X was lent";
 
   // X's late returns arrive now: counted, ignored.
-  for (const auto& xe : x_entries) g->return_rx(x.id, xe.chunk, x_gen);
+  for (const auto& xe : x_entries) g_->return_rx(x.id, xe.chunk, x_gen);
   ASSERT_TRUE(wait_for([&] {
-    return toe.stat("stale_buffer_returns") == static_cast<std::int64_t>(x_entries.size());
-  })) << toe.status();
-  EXPECT_EQ(toe.stat("rx_chunks_lent"), static_cast<std::int64_t>(y_held.size()));
+    return toe_.stat("stale_buffer_returns") == static_cast<std::int64_t>(x_entries.size());
+  })) << toe_.status();
+  EXPECT_EQ(toe_.stat("rx_chunks_lent"), static_cast<std::int64_t>(y_held.size()));
 
   // More data for Y goes into other chunks; what Y holds is untouched.
   const std::vector<std::byte> zs(4 * kChunk, std::byte{'z'});
@@ -379,44 +369,40 @@ TEST(TovmDataPath, LateBufferReturnCannotEndANewerLoan) {
                          for (const auto& h : y_held) {
                            EXPECT_NE(e.chunk, h.chunk) << "a chunk lent twice";
                          }
-                         g->return_rx(y.id, e.chunk);
+                         g_->return_rx(y.id, e.chunk);
                        }),
             zs.size());
   for (const auto& h : y_held) {
-    auto c = g->channel().rx_pool().chunk(h.chunk).first(h.length);
+    auto c = g_->channel().rx_pool().chunk(h.chunk).first(h.length);
     EXPECT_TRUE(std::all_of(c.begin(), c.end(), [](std::byte b) { return b == std::byte{'y'}; }))
         << "Y's chunk " << h.chunk << " was overwritten";
-    g->return_rx(y.id, h.chunk);
+    g_->return_rx(y.id, h.chunk);
   }
-  EXPECT_TRUE(wait_for([&] { return toe.stat("rx_chunks_lent") == 0; })) << toe.status();
-  EXPECT_EQ(toe.stat("bad_descriptors"), 0);
+  EXPECT_TRUE(wait_for([&] { return toe_.stat("rx_chunks_lent") == 0; })) << toe_.status();
+  EXPECT_EQ(toe_.stat("bad_descriptors"), 0);
 }
 
-TEST(TovmDataPath, SendBackpressureHoldsCompletionsUntilTheQueueDrains) {
-  ToeHarness toe;  // 16 tx chunks of 4 KiB per lane; TOE queue cap 2 x SO_SNDBUF
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, SendBackpressureHoldsCompletionsUntilTheQueueDrains) {
+  // The harness: 16 tx chunks of 4 KiB per lane; TOE queue cap 2 x SO_SNDBUF
   KernelListener srv;
   const int small = 65536;  // small kernel buffers: the stall is reached fast on any host
   ::setsockopt(srv.fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   rpc::UniqueFd a;
-  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_STREAM, a));
-  ASSERT_EQ(g->setsockopt(sid, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  ASSERT_TRUE(guest_connect(*g, sid, a.get(), srv.port));
+  const auto sid = static_cast<std::uint32_t>(g_->socket(AF_INET, SOCK_STREAM, a));
+  ASSERT_EQ(g_->setsockopt(sid, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(guest_connect(*g_, sid, a.get(), srv.port));
   rpc::UniqueFd peer = srv.accept_one();
   ASSERT_TRUE(peer.valid());
   constexpr std::size_t kBytes = 8 << 20;  // more than the kernel buffers and the TOE cap hold
   const auto data = random_bytes(kBytes, 13);
   bool sent_all = false;
-  std::thread sender([&] { sent_all = guest_send_all(*g, sid, data); });
+  std::thread sender([&] { sent_all = guest_send_all(*g_, sid, data); });
   // The peer reads nothing: the TOE queue fills to its cap, completions are held back and the
   // guest runs out of chunks (its credit) instead of the TOE buffering without bound.
-  EXPECT_TRUE(wait_for([&] { return toe.stat("tx_chunks_held") == 16; })) << toe.status();
-  const std::int64_t from_guest = toe.stat("bytes_from_guest");
+  EXPECT_TRUE(wait_for([&] { return toe_.stat("tx_chunks_held") == 16; })) << toe_.status();
+  const std::int64_t from_guest = toe_.stat("bytes_from_guest");
   EXPECT_LT(from_guest, static_cast<std::int64_t>(kBytes));
-  EXPECT_LE(from_guest - toe.stat("bytes_tx_wire"), 256 * 1024 + 16 * 4096);
+  EXPECT_LE(from_guest - toe_.stat("bytes_tx_wire"), 256 * 1024 + 16 * 4096);
   // Drain on the kernel side: everything arrives, in order.
   std::vector<std::byte> got(kBytes);
   std::size_t off = 0;
@@ -430,15 +416,10 @@ TEST(TovmDataPath, SendBackpressureHoldsCompletionsUntilTheQueueDrains) {
   EXPECT_TRUE(sent_all);
   ASSERT_EQ(off, kBytes);
   EXPECT_EQ(checksum(got), checksum(data));
-  EXPECT_TRUE(wait_for([&] { return toe.stat("tx_chunks_held") == 0; })) << toe.status();
+  EXPECT_TRUE(wait_for([&] { return toe_.stat("tx_chunks_held") == 0; })) << toe_.status();
 }
 
-TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
-  ToeHarness toe;
-  ASSERT_TRUE(toe.ok()) << toe.error();
-  std::string err;
-  auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
-  ASSERT_TRUE(g) << err;
+TEST_F(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
   rpc::UniqueFd k(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   sockaddr_in ka = loopback(0);
   ASSERT_EQ(::bind(k.get(), reinterpret_cast<sockaddr*>(&ka), sizeof ka), 0);
@@ -446,16 +427,16 @@ TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
   ::getsockname(k.get(), reinterpret_cast<sockaddr*>(&ka), &kl);
 
   rpc::UniqueFd a;
-  const auto sid = static_cast<std::uint32_t>(g->socket(AF_INET, SOCK_DGRAM, a));
+  const auto sid = static_cast<std::uint32_t>(g_->socket(AF_INET, SOCK_DGRAM, a));
   const sockaddr_in any = loopback(0);
-  ASSERT_EQ(g->addr_op(Op::kBind, sid, &any, sizeof any), 0);
+  ASSERT_EQ(g_->addr_op(Op::kBind, sid, &any, sizeof any), 0);
   sockaddr_in gl{};
-  std::memcpy(&gl, g->slot(sid)->local.bytes, sizeof gl);
+  std::memcpy(&gl, g_->slot(sid)->local.bytes, sizeof gl);
   // sendto: the chunk starts with the sockaddr (arg1 = its length), then the payload.
   std::vector<std::byte> msg(sizeof ka + 4);
   std::memcpy(msg.data(), &ka, sizeof ka);
   std::memcpy(msg.data() + sizeof ka, "ping", 4);
-  ASSERT_TRUE(g->send_async(sid, msg, sizeof ka));
+  ASSERT_TRUE(g_->send_async(sid, msg, sizeof ka));
   char buf[16] = {};
   sockaddr_in from{};
   socklen_t fl = sizeof from;
@@ -466,11 +447,11 @@ TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
   ASSERT_EQ(::sendto(k.get(), "pong!", 5, 0, reinterpret_cast<sockaddr*>(&from), fl), 5);
   std::vector<rpc::RxEntry> e;
   ASSERT_TRUE(wait_for([&] {
-    e = g->take_rx(sid);
+    e = g_->take_rx(sid);
     return !e.empty();
   }));
   ASSERT_EQ(e[0].length, sizeof(rpc::SlotAddress) + 5);
-  auto c = g->channel().rx_pool().chunk(e[0].chunk);
+  auto c = g_->channel().rx_pool().chunk(e[0].chunk);
   rpc::SlotAddress src{};
   std::memcpy(&src, c.data(), sizeof src);
   ASSERT_EQ(src.length, sizeof(sockaddr_in));
@@ -478,7 +459,7 @@ TEST(TovmDataPath, UdpDatagramsCarryTheirSourceAddress) {
   std::memcpy(&s, src.bytes, sizeof s);
   EXPECT_EQ(s.sin_port, ka.sin_port);
   EXPECT_EQ(std::memcmp(c.data() + sizeof src, "pong!", 5), 0);
-  g->return_rx(sid, e[0].chunk);
+  g_->return_rx(sid, e[0].chunk);
 }
 
 }  // namespace
