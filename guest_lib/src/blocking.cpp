@@ -216,7 +216,6 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
   rpc::AdaptiveSpin& spin = (events & POLLIN) != 0 ? t_spin_in : t_spin_out;
   WaitCounters& counters = (events & POLLIN) != 0 ? wait_stats().read : wait_stats().write;
   counters.waits.fetch_add(1, std::memory_order_relaxed);
-  std::uint32_t polls = 0;
   bool caught;
   if ((events & POLLIN) != 0) {
     // Everything that makes A readable is in shared memory (has_rx_work), so the spin makes no
@@ -236,6 +235,7 @@ int wait_placeholder(const Sock& s, short events, std::int64_t timeout_ns) {
       if (!caught && has_rx_work(s)) caught = true;
     }
   } else {
+    std::uint32_t polls = 0;
     caught = spin.spin(
         [&] {
           if ((++polls & 7) != 0) return false;

@@ -183,12 +183,18 @@ bool has_rx_work(const Sock& s) {
   return s.slot->accept_ready.load(std::memory_order_acquire) > 0;
 }
 
+namespace {
+// Whether the TOE wrote readiness bytes into A that the guest has not read (or is about to
+// write one): the TOE counts before it writes (guest_channel.h, refinement 2). Under rx_lock.
+bool a_may_hold_bytes(const Sock& s) {
+  return s.slot->rx_bytes_signalled.load(std::memory_order_acquire) != s.slot->rx_bytes_drained;
+}
+}  // namespace
+
 void keep_readable(const Sock& s) {
   // Caller holds rx_lock and left entries in the ring. Arrivals while a reader claimed the
   // socket wrote no byte: without one, A would not look readable for data that is there.
-  if (s.slot->rx_bytes_signalled.load(std::memory_order_acquire) == s.slot->rx_bytes_drained) {
-    kick(s, 1);
-  }
+  if (!a_may_hold_bytes(s)) kick(s, 1);
 }
 
 bool rearm_readable(const Sock& s) {
@@ -206,8 +212,7 @@ bool rearm_readable(const Sock& s) {
   // A is empty and the two system calls are skipped (guest_channel.h, refinement 2).
   char buf[64];
   int queued = 0;
-  if (s.slot->rx_bytes_signalled.load(std::memory_order_acquire) != s.slot->rx_bytes_drained &&
-      real().ioctl(s.fd, SIOCINQ, &queued) == 0) {
+  if (a_may_hold_bytes(s) && real().ioctl(s.fd, SIOCINQ, &queued) == 0) {
     auto left = static_cast<std::size_t>(std::max(queued, 0));
     while (left > 0) {
       const ssize_t n = real().recv(s.fd, buf, std::min(sizeof buf, left), MSG_DONTWAIT);
