@@ -15,6 +15,7 @@
 #include "fake_guest.h"
 #include "kernel_peer.h"
 #include "toe_harness.h"
+#include "toe_with_guest.h"
 
 namespace tosec::tovm::test {
 namespace {
@@ -95,18 +96,7 @@ std::int64_t connected_socket(FakeGuest& g, KernelListener& srv, rpc::UniqueFd& 
   return peer.valid() ? id : -1;
 }
 
-// A TOE with the small default channel (toe_harness.h) and one fake guest joined to it.
-class TovmDataPath : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(toe_.ok()) << toe_.error();
-    std::string err;
-    g_ = FakeGuest::join(toe_.options().ivshmem, toe_.options().sidecar, err);
-    ASSERT_TRUE(g_) << err;
-  }
-  ToeHarness toe_;
-  std::unique_ptr<FakeGuest> g_;
-};
+class TovmDataPath : public ToeWithGuest {};
 
 TEST_F(TovmDataPath, ConnectAndEchoBothWaysWithChecksums) {
   KernelListener srv;

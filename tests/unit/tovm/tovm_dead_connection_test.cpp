@@ -13,6 +13,7 @@
 
 #include "fake_guest.h"
 #include "toe_harness.h"
+#include "toe_with_guest.h"
 
 namespace tosec::tovm::test {
 namespace {
@@ -26,14 +27,8 @@ sockaddr_in loopback_any_port() {
   return a;
 }
 
-class TovmDeadConnection : public ::testing::Test {
+class TovmDeadConnection : public ToeWithGuest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(toe_.ok()) << toe_.error();
-    std::string err;
-    g_ = FakeGuest::join(toe_.options().ivshmem, toe_.options().sidecar, err);
-    ASSERT_TRUE(g_) << err;
-  }
   // A guest socket with the shim's sentinel byte in its placeholder (guest_channel.h).
   std::uint32_t guest_socket(rpc::UniqueFd& a) {
     const std::int64_t id = g_->socket(AF_INET, SOCK_STREAM, a);
@@ -42,8 +37,6 @@ class TovmDeadConnection : public ::testing::Test {
     EXPECT_EQ(::send(a.get(), &sentinel, 1, MSG_DONTWAIT), 1);
     return static_cast<std::uint32_t>(id);
   }
-  ToeHarness toe_;
-  std::unique_ptr<FakeGuest> g_;
 };
 
 TEST_F(TovmDeadConnection, ResetShowsErrAndHupAndTheGuestCloseStillFreesTheSocket) {

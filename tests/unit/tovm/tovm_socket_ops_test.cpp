@@ -10,6 +10,7 @@
 
 #include "fake_guest.h"
 #include "toe_harness.h"
+#include "toe_with_guest.h"
 
 namespace tosec::tovm::test {
 namespace {
@@ -49,19 +50,15 @@ bool connect_pair(FakeGuest& g, Connected& c) {
 
 // Every test here starts from a TOE, one fake guest joined to it, and a guest socket connected
 // through the TOE to a kernel peer.
-class TovmSocketOps : public ::testing::Test {
+class TovmSocketOps : public ToeWithGuest {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(toe_.ok()) << toe_.error();
-    std::string err;
-    g_ = FakeGuest::join(toe_.options().ivshmem, toe_.options().sidecar, err);
-    ASSERT_TRUE(g_) << err;
+    ToeWithGuest::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(connect_pair(*g_, c_));
   }
 
-  // Declared in start-up order: the connection's fds close first, the TOE goes last.
-  ToeHarness toe_;
-  std::unique_ptr<FakeGuest> g_;
+  // After the base's members: the connection's fds close first, the TOE goes last.
   Connected c_;
 };
 
