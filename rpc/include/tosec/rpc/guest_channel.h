@@ -164,17 +164,16 @@ struct SocketSlot {
   alignas(kCacheLine) SlotAddress local;
   SlotAddress peer;
   // ---- line 2: guest-owned (the TOE reads rx_signalled / tx_blocked as hints only) ----
-  alignas(kCacheLine)
-      std::atomic<std::uint32_t> rx_signalled;  // 1: a byte is (about to be) in A, or kRxClaimed
-  std::atomic<std::uint32_t> tx_blocked;        // guest filled A (set after the fill); TOE drains B
-                                                // only when it takes this set (exchange(0))
-  std::atomic<std::uint32_t> rx_lock;           // futex word: guest processes sharing this socket
-  std::uint32_t rx_offset;                      // bytes of the head rx entry already consumed
-  std::atomic<std::uint32_t> nonblock;          // O_NONBLOCK of A's open file description (mirror)
-  std::atomic<std::uint32_t> tx_inflight;       // bytes sent by the guest, not yet completed
-  std::uint32_t guest_error_seq;                // last error_seq the guest consumed (SO_ERROR)
-  std::uint32_t rx_bytes_drained;               // readiness bytes read out of A (under rx_lock)
-  std::uint64_t placeholder_ino;                // st_ino of end A: exec'd shims find sockets by it
+  alignas(kCacheLine) std::atomic<std::uint32_t> rx_signalled;  // 1: a byte is in A; or kRxClaimed
+  std::atomic<std::uint32_t> tx_blocked;   // guest filled A (set after the fill); TOE drains B
+                                           // only when it takes this set (exchange(0))
+  std::atomic<std::uint32_t> rx_lock;      // futex word: guest processes sharing this socket
+  std::uint32_t rx_offset;                 // bytes of the head rx entry already consumed
+  std::atomic<std::uint32_t> nonblock;     // O_NONBLOCK of A's open file description (mirror)
+  std::atomic<std::uint32_t> tx_inflight;  // bytes sent by the guest, not yet completed
+  std::uint32_t guest_error_seq;           // last error_seq the guest consumed (SO_ERROR)
+  std::uint32_t rx_bytes_drained;          // readiness bytes read out of A (under rx_lock)
+  std::uint64_t placeholder_ino;           // st_ino of end A: exec'd shims find sockets by it
   std::uint64_t placeholder_dev;
   std::uint8_t pad2[8];
   // ---- line 3..: the rx ring (RingShared header, then socket_rx_entries RxEntry) follows ----
