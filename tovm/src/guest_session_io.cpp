@@ -353,8 +353,12 @@ void GuestSession::request_return_doorbells(std::uint32_t id) {
 }
 
 void GuestSession::publish_peer_fin(std::uint32_t id) {
-  mirror_peer_fin(id);  // first: A must show POLLRDHUP as soon as it shows POLLIN
-  channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_release);
+  // The event first, then A's POLLIN|POLLRDHUP (shutdown of B): a reader woken by A must find
+  // the reason in the slot. In the other order a reader woken between the two found an empty
+  // ring and no event, and went back to a ppoll that returned at once: it spun until we were
+  // scheduled again, a whole time slice (5 ms) when it shares our core.
+  channel_.slot(id)->events.fetch_or(rpc::kEvPeerClosed, std::memory_order_seq_cst);
+  mirror_peer_fin(id);
   signal_readable(id);
   update_interest(id);
 }
