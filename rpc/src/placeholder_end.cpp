@@ -1,7 +1,6 @@
 // End B of a guest placeholder: see placeholder_end.h and decision 0004.
 #include "tosec/rpc/placeholder_end.h"
 
-#include <fcntl.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -14,9 +13,7 @@
 namespace tosec::rpc {
 
 Result<PlaceholderEnd> PlaceholderEnd::adopt(UniqueFd b) {
-  // One call, not F_GETFL + F_SETFL: B is a socket end only the shim has used, so no other
-  // status flag (O_APPEND, O_ASYNC, ...) is set on it to keep (one syscall per socket saved).
-  if (::fcntl(b.get(), F_SETFL, O_NONBLOCK) != 0) return errno_error("fcntl(B)");
+  if (!b.valid()) return Error{EBADF, "placeholder end B: no descriptor"};
   return PlaceholderEnd(std::move(b));
 }
 

@@ -74,7 +74,7 @@ void GuestSession::publish_state(std::uint32_t id, rpc::SocketState st) {
   channel_.slot(id)->state.store(st, std::memory_order_release);
 }
 
-void GuestSession::publish_addresses(std::uint32_t id, bool with_peer) {
+void GuestSession::publish_addresses(std::uint32_t id, bool with_peer, const SockAddr* local) {
   TSocket& s = sockets_.at(id);
   rpc::SocketSlot* slot = channel_.slot(id);
   auto put = [](rpc::SlotAddress& dst, const rpc::Result<SockAddr>& a) {
@@ -86,9 +86,11 @@ void GuestSession::publish_addresses(std::uint32_t id, bool with_peer) {
     }
     dst = v;
   };
-  put(slot->local, backend_->local_address(s.handle));
+  put(slot->local,
+      local != nullptr ? rpc::Result<SockAddr>(*local) : backend_->local_address(s.handle));
   if (with_peer) {
-    put(slot->peer, backend_->peer_address(s.handle));
+    put(slot->peer, s.known_peer.length > 0 ? rpc::Result<SockAddr>(s.known_peer)
+                                            : backend_->peer_address(s.handle));
   } else {
     slot->peer = rpc::SlotAddress{};
   }
@@ -536,8 +538,10 @@ void GuestSession::begin_close(std::uint32_t id) {
   s->acceptq.clear();
   auto ring = s->rx;  // copy: reading the consumer index must not disturb our producer end
   if (s->type == SOCK_STREAM && s->state == rpc::SocketState::kConnected && !s->reset &&
-      (ring.free_slots() < ring.capacity() || backend_->has_unread(s->handle))) {
+      (ring.free_slots() < ring.capacity() ||
+       (!s->peer_closed && backend_->has_unread(s->handle)))) {
     // Closed with received data the application never read: Linux aborts (RST), no FIN.
+    // (After the peer's FIN was read nothing can be unread in the stack: no FIONREAD.)
     // (The ring's consumer index is guest-written: a lying guest only resets its own
     // connection.)
     s->linger0 = true;

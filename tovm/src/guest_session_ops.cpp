@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "tosec/rpc/notifier.h"
 #include "tosec/tovm/guest_session.h"
@@ -14,6 +15,26 @@ namespace tosec::tovm {
 namespace {
 constexpr std::uint32_t kBurst = 32;
 constexpr auto op_u16(rpc::Op op) { return static_cast<std::uint16_t>(op); }
+
+// `a` as getsockname/getpeername return it, when it names one IPv4 address and a port (sin_zero
+// cleared), so that publishing it needs no system call. Not for anything else: IPv6 (flow
+// labels, scopes, mapped addresses) and port 0 (the stack picks) are asked for.
+std::optional<SockAddr> exact_ipv4(const SockAddr& a, bool wildcard_ok) {
+  if (a.storage.ss_family != AF_INET || a.length < sizeof(sockaddr_in)) return std::nullopt;
+  sockaddr_in in{};
+  std::memcpy(&in, &a.storage, sizeof in);
+  if (in.sin_port == 0 || (!wildcard_ok && in.sin_addr.s_addr == htonl(INADDR_ANY))) {
+    return std::nullopt;
+  }
+  SockAddr out;
+  sockaddr_in clean{};
+  clean.sin_family = AF_INET;
+  clean.sin_port = in.sin_port;
+  clean.sin_addr = in.sin_addr;
+  std::memcpy(&out.storage, &clean, sizeof clean);
+  out.length = sizeof clean;
+  return out;
+}
 }  // namespace
 
 bool GuestSession::drain_lane(std::uint32_t lane) {
@@ -249,7 +270,8 @@ void GuestSession::op_bind(std::uint32_t lane, const rpc::Descriptor& d) {
   if (!a) return complete(lane, d, -EINVAL);
   if (s.state != rpc::SocketState::kOpen) return complete(lane, d, -EINVAL);
   if (auto st = backend_->bind(s.handle, *a); !st) return complete(lane, d, -st.code());
-  publish_addresses(d.socket, false);  // kOpen: no peer yet
+  const std::optional<SockAddr> bound = exact_ipv4(*a, true);
+  publish_addresses(d.socket, false, bound ? &*bound : nullptr);  // kOpen: no peer yet
   if (s.type == SOCK_DGRAM) update_interest(d.socket);
   complete(lane, d, 0);
 }
@@ -290,6 +312,7 @@ void GuestSession::op_accept(std::uint32_t lane, const rpc::Descriptor& d) {
   s.type = l.type;
   s.protocol = l.protocol;
   s.handle = conn.handle;
+  s.known_peer = conn.peer;
   if (auto st = setup_socket(*id, lane, d.request_id, std::move(b)); !st) {
     backend_->close(s.handle, true);
     sockets_.release(*id);
@@ -312,6 +335,9 @@ void GuestSession::op_connect(std::uint32_t lane, const rpc::Descriptor& d) {
     return complete(lane, d, -EISCONN);
   }
   if (s.state == rpc::SocketState::kListening) return complete(lane, d, -EISCONN);
+  // A stream connects once, to exactly this address: the peer address needs no getpeername.
+  // (A datagram socket's connect can also dissolve the association, AF_UNSPEC: ask then.)
+  s.known_peer = s.type == SOCK_STREAM ? exact_ipv4(*a, false).value_or(SockAddr{}) : SockAddr{};
   auto st = backend_->connect(s.handle, *a);
   if (!st && st.code() == EINPROGRESS) {
     publish_state(d.socket, rpc::SocketState::kConnecting);

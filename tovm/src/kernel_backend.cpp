@@ -47,7 +47,8 @@ void KernelBackend::close(BackendHandle h, bool abort) {
     linger l{1, 0};
     (void)::setsockopt(h, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
-  if (it->second.events != 0) (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, h, nullptr);
+  // No EPOLL_CTL_DEL: closing the last descriptor of a file takes it out of every epoll set,
+  // and this fd is the only one (we never dup it, and it is close-on-exec).
   registered_.erase(it);
   ::close(h);
 }

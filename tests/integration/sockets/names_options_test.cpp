@@ -83,6 +83,56 @@ void check_names(int family) {
 TEST(Names, GetsocknameGetpeernameV4) { check_names(AF_INET); }
 TEST(Names, GetsocknameGetpeernameV6) { check_names(AF_INET6); }
 
+// The names a socket reports are the kernel's, byte for byte, also where the platform knows
+// them without asking its stack (a bind to an explicit IPv4 port, the address an IPv4 stream
+// connected to): sin_zero cleared even when the caller passed garbage there.
+TEST(Names, ExplicitBindAndConnectAddressesReadBackClean) {
+  Fd l;
+  ASSERT_NO_FATAL_FAILURE(make_listener(&l));
+  const Addr la = local_addr(l.get());
+  Addr free_port;  // a port nobody holds right now: bind port 0, read it, let it go
+  {
+    int t;
+    SEM_SYS(t, socket(AF_INET, SOCK_STREAM, 0));
+    Fd tmp(t);
+    const Addr any = loopback(AF_INET);
+    SEM_OK(bind(t, any.sa(), any.len));
+    free_port = local_addr(t);
+  }
+  int fd;
+  SEM_SYS(fd, socket(AF_INET, SOCK_STREAM, 0));
+  Fd cl(fd);
+  set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  sockaddr_in want{};
+  want.sin_family = AF_INET;
+  want.sin_port = htons(free_port.port());
+  want.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in dirty = want;
+  std::memset(dirty.sin_zero, 0xAA, sizeof dirty.sin_zero);
+  SEM_OK(bind(fd, reinterpret_cast<const sockaddr*>(&dirty), sizeof dirty));
+  sockaddr_in got{};
+  socklen_t len = sizeof got;
+  SEM_OK(getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len));
+  EXPECT_EQ(len, sizeof got);
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0)
+      << "getsockname() after bind(127.0.0.1:" << free_port.port() << ") is not that address";
+
+  sockaddr_in to{};
+  std::memcpy(&to, &la.ss, sizeof to);
+  std::memset(to.sin_zero, 0xAA, sizeof to.sin_zero);
+  SEM_OK(connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to));
+  std::memset(to.sin_zero, 0, sizeof to.sin_zero);
+  got = {};
+  len = sizeof got;
+  SEM_OK(getpeername(fd, reinterpret_cast<sockaddr*>(&got), &len));
+  EXPECT_EQ(len, sizeof got);
+  EXPECT_EQ(std::memcmp(&got, &to, sizeof got), 0) << "getpeername() after connect to " << la;
+  got = {};
+  len = sizeof got;
+  SEM_OK(getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len));
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << "getsockname() after connect";
+}
+
 TEST(Names, GetsocknameTruncatesButReportsFullLength) {
   Fd l;
   ASSERT_NO_FATAL_FAILURE(make_listener(&l));

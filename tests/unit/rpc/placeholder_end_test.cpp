@@ -2,6 +2,7 @@
 // shim and a poller see it.
 #include "tosec/rpc/placeholder_end.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -52,12 +53,13 @@ TEST(PlaceholderEnd, AdoptRejectsABadDescriptor) {
   EXPECT_EQ(b.error().code, EBADF);
 }
 
-TEST(PlaceholderEnd, AdoptMakesBNonBlocking) {
-  auto p = make_pair();
+TEST(PlaceholderEnd, NothingBlocksOnABlockingB) {
+  auto p = make_pair();  // B keeps the blocking mode socketpair() gave it: adopt() sets no flag
+  ASSERT_EQ(::fcntl(p.b.fd(), F_GETFL) & O_NONBLOCK, 0);
   // A full B must never block the holder: signal() on a B whose peer never reads returns.
   for (int i = 0; i < 1'000'000 && (revents(p.b.fd(), POLLOUT) & POLLOUT) != 0; ++i) p.b.signal();
   EXPECT_EQ(revents(p.b.fd(), POLLOUT) & POLLOUT, 0);
-  p.b.signal();  // would hang here if B were blocking
+  p.b.signal();  // would hang here if the send waited
   EXPECT_NE(revents(p.a.get(), POLLIN) & POLLIN, 0);
 }
 

@@ -19,8 +19,10 @@ class PlaceholderEnd {
  public:
   PlaceholderEnd() = default;
 
-  // Takes B and makes it non-blocking (every operation below must never block the holder's
-  // event loop). Fails if `b` is not a descriptor fcntl accepts.
+  // Takes B. Nothing below may block the holder's event loop, and nothing does whatever B's
+  // O_NONBLOCK flag says: sends and receives pass MSG_DONTWAIT, shutdown and SIOCINQ never
+  // wait, and closing a Unix socket never lingers. So no fcntl (a system call per socket).
+  // The caller has checked that B is a Unix stream socket. Fails if `b` is not open.
   static Result<PlaceholderEnd> adopt(UniqueFd b);
 
   bool valid() const { return b_.valid(); }

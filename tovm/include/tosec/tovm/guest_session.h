@@ -221,7 +221,9 @@ class GuestSession {
   void publish_state(std::uint32_t id, rpc::SocketState st);
   // Local and (with_peer) peer address into the slot. A socket that cannot have a peer (bound,
   // listening) skips the getpeername that would only say ENOTCONN.
-  void publish_addresses(std::uint32_t id, bool with_peer = true);
+  // Local (and peer) address into the slot; `local`, when the caller knows it exactly (a bind
+  // to an IPv4 address and port), spares the getsockname.
+  void publish_addresses(std::uint32_t id, bool with_peer = true, const SockAddr* local = nullptr);
   // SO_SNDBUF/SO_RCVBUF into the slot (kOpen sockets; 0 otherwise). A fresh socket takes the
   // kernel's defaults for its domain and type, read from a socket at most once a second.
   void publish_buffer_sizes(std::uint32_t id, bool fresh);

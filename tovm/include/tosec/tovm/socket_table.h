@@ -85,6 +85,9 @@ struct TSocket {
   int backlog = 0;
   std::deque<AcceptedConn> acceptq;
   Interest interest;  // what the backend currently watches
+  // The peer's address when it is known without asking the stack (accept's result, an IPv4
+  // stream connect's destination): publishing it then costs no getpeername.
+  SockAddr known_peer;
 };
 
 class SocketTable {
