@@ -263,10 +263,12 @@ void GuestSession::update_interest(std::uint32_t id) {
   s.interest = in;
 }
 
-void GuestSession::on_backend_ready() {
+std::size_t GuestSession::on_backend_ready() {
   BackendEvent evs[64];
+  std::size_t total = 0;
   for (int round = 0; round < 8; ++round) {
     const std::size_t n = backend_->poll(evs);
+    total += n;
     for (std::size_t i = 0; i < n; ++i) {
       const auto id = static_cast<std::uint32_t>(evs[i].token & 0xFFFF'FFFFU);
       const auto gen = static_cast<std::uint32_t>(evs[i].token >> 32);
@@ -276,6 +278,7 @@ void GuestSession::on_backend_ready() {
     }
     if (n < 64) break;
   }
+  return total;
 }
 
 void GuestSession::on_socket_event(std::uint32_t id, const BackendEvent& ev) {
