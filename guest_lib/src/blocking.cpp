@@ -26,22 +26,25 @@ constexpr std::int64_t kRecheckNs = 200'000'000;
 
 // Blocking calls spin before they sleep: a TOE that is awake answers a connect, a short
 // exchange or a credit return within microseconds, well before a sleeping thread would be
-// woken (on a virtual CPU a wake-up from halt costs tens of us). Adaptive (rpc::AdaptiveSpin):
-// a spin that catches nothing halves the budget, down to zero (a netperf TCP_RR recv waiting
-// for the network round trip never spins); a 20 us probe every 64 waits finds out again.
-// Never busy while idle: at most 20 us per wait.
+// woken (on a virtual CPU a wake-up from halt costs tens of us). Adaptive (rpc::AdaptiveSpin),
+// one budget per thread and kind of wait (below), so never busy while idle.
 rpc::SpinPolicy read_spin_policy() {
   // A blocking read (recv, accept) waits for the peer: a whole network round trip through the
   // TOE, tens to hundreds of microseconds. The budget must cover one or spinning never pays
   // (decision 0011); the hit-rate rule then keeps it only while at least half of the recent
-  // spins caught their event, else sleeps at once and probes the whole budget every 64 waits.
+  // spins caught their event, else sleeps at once and probes the whole budget every 8 waits.
+  // Often: a spinning reader can itself be why its answer is late (it holds the core the peer
+  // or the TOE needs), so spinning stops during a busy stretch, and only probes bring it back.
+  // With 64 waits between probes a TCP_RR run could sleep through a quarter of its
+  // transactions (decision 0011, amendment). An idle socket's probes cost little: its waits
+  // are long, so they are few.
   const std::int64_t ns = config().spin_ns;
   if (ns <= 0) return rpc::SpinPolicy::sleep_only();
   rpc::SpinPolicy p;
   p.spin_ns = ns;
   p.max_spin_ns = ns;
   p.probe_ns = ns;
-  p.probe_every = 64;
+  p.probe_every = 8;
   p.hit_rate = true;
   return p;
 }
