@@ -311,6 +311,7 @@ void GuestSession::on_connect_done(std::uint32_t id) {
   TSocket& s = sockets_.at(id);
   const int err = backend_->take_error(s.handle);
   if (err != 0) {
+    s.known_peer = SockAddr{};  // not connected after all
     publish_state(id, rpc::SocketState::kOpen);
     on_socket_error(id, err);
     return;

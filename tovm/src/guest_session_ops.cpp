@@ -345,7 +345,8 @@ void GuestSession::op_connect(std::uint32_t lane, const rpc::Descriptor& d) {
     return complete(lane, d, -EINPROGRESS);
   }
   if (!st) {
-    make_writable(d.socket);  // the guest may have filled A to wait for us
+    s.known_peer = SockAddr{};  // not connected after all
+    make_writable(d.socket);    // the guest may have filled A to wait for us
     return complete(lane, d, -st.code());
   }
   publish_state(d.socket, rpc::SocketState::kConnected);
