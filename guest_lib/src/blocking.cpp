@@ -32,12 +32,13 @@ rpc::SpinPolicy read_spin_policy() {
   // A blocking read (recv, accept) waits for the peer: a whole network round trip through the
   // TOE, tens to hundreds of microseconds. The budget must cover one or spinning never pays
   // (decision 0011); the hit-rate rule then keeps it only while at least half of the recent
-  // spins caught their event, else sleeps at once and probes the whole budget every 8 waits.
-  // Often: a spinning reader can itself be why its answer is late (it holds the core the peer
-  // or the TOE needs), so spinning stops during a busy stretch, and only probes bring it back.
-  // With 64 waits between probes a TCP_RR run could sleep through a quarter of its
-  // transactions (decision 0011, amendment). An idle socket's probes cost little: its waits
-  // are long, so they are few.
+  // spins caught their event, else sleeps at once and probes the whole budget every 8 waits,
+  // backing off to every 64 while probes keep missing. Often at first: a spinning reader can
+  // itself be why its answer is late (it holds the core the peer or the TOE needs), so
+  // spinning stops during a busy stretch, and only probes bring it back; with 64 waits between
+  // probes a TCP_RR run could sleep through a quarter of its transactions. Backing off: where
+  // spinning never pays (the guest and the TOE on one core) each probe costs the whole budget,
+  // and one every 8 waits halved TCP_RR (decision 0011, amendment).
   const std::int64_t ns = config().spin_ns;
   if (ns <= 0) return rpc::SpinPolicy::sleep_only();
   rpc::SpinPolicy p;
@@ -45,6 +46,7 @@ rpc::SpinPolicy read_spin_policy() {
   p.max_spin_ns = ns;
   p.probe_ns = ns;
   p.probe_every = 8;
+  p.probe_every_max = 64;
   p.hit_rate = true;
   return p;
 }

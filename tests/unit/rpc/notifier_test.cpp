@@ -159,6 +159,47 @@ TEST(AdaptiveSpin, ProbesAtZeroHitsArmAndMissesHalveToZero) {
   EXPECT_EQ(a.next_budget(), 0);
 }
 
+// Zero-budget waits until the next probe (the probe itself counted).
+int waits_to_next_probe(AdaptiveSpin& a) {
+  for (int n = 1; n <= 1000; ++n) {
+    if (a.next_budget() > 0) return n;
+  }
+  return -1;
+}
+
+TEST(AdaptiveSpin, ProbeIntervalBacksOffWhileProbesMissAndResetsOnAHit) {
+  SpinPolicy p{.spin_ns = 0,
+               .max_spin_ns = 200'000,
+               .probe_ns = 200'000,
+               .probe_every = 8,
+               .probe_every_max = 64,
+               .hit_rate = true};
+  AdaptiveSpin a(p);
+  // Every probe misses (a waiter whose spin holds the core its producer needs): 8, 16, 32,
+  // then every 64 waits, never more often.
+  for (int expect : {8, 16, 32, 64, 64, 64}) {
+    EXPECT_EQ(waits_to_next_probe(a), expect);
+    a.on_miss();
+  }
+  // A probe that hits re-arms spinning and the short interval for the next time it stops.
+  EXPECT_EQ(waits_to_next_probe(a), 64);
+  a.on_hit(30'000, 200'000);
+  EXPECT_EQ(a.next_budget(), 200'000);
+  while (a.budget_ns() > 0) {
+    (void)a.next_budget();
+    a.on_miss();
+  }
+  EXPECT_EQ(waits_to_next_probe(a), 8);
+
+  // Without probe_every_max the interval is fixed.
+  p.probe_every_max = 0;
+  AdaptiveSpin fixed(p);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(waits_to_next_probe(fixed), 8);
+    fixed.on_miss();
+  }
+}
+
 TEST(AdaptiveSpin, HitRateRuleKeepsSpinningThroughTheOddMiss) {
   SpinPolicy p;
   p.spin_ns = 50'000;

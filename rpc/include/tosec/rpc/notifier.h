@@ -39,6 +39,11 @@ struct SpinPolicy {
   bool adaptive = true;
   std::int64_t probe_ns = 1'000;    // spin tried every probe_every waits at a zero budget
   std::uint32_t probe_every = 256;  // how often a zero budget probes
+  // Above probe_every: each probe that misses doubles the interval up to this, a probe that
+  // hits resets it. A waiter whose spins never pay (its producer needs the very core it spins
+  // on) then wastes a probe only every probe_every_max waits, while one that is stuck after a
+  // bad stretch still tries again soon. 0: the interval stays probe_every.
+  std::uint32_t probe_every_max = 0;
   // Alternative rule: spin the whole max_spin_ns while at least half of the recent spins
   // caught something (a decaying hit score), else not at all (probing as above). For waiters
   // whose idle gaps are mostly short with the odd long one (a TOE worker serving socket calls
@@ -72,7 +77,9 @@ class AdaptiveSpin {
   SpinPolicy policy_;
   std::int64_t budget_ns_;
   std::uint32_t waits_at_zero_ = 0;
-  std::uint32_t score_ = kScoreMax;  // hit_rate rule: decaying share of hits, kScoreMax = all
+  std::uint32_t probe_interval_ = 0;  // current interval (probe_every .. probe_every_max)
+  bool probing_ = false;              // the spin under way is a probe
+  std::uint32_t score_ = kScoreMax;   // hit_rate rule: decaying share of hits, kScoreMax = all
   static constexpr std::uint32_t kScoreMax = 1024;
 };
 
