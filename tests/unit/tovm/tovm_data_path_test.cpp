@@ -203,6 +203,19 @@ TEST_F(TovmDataPath, ClaimedArrivalsWriteNoReadinessByteOthersAreCounted) {
   EXPECT_EQ(slot->rx_bytes_signalled.load(), 1U);
 }
 
+// Sets the affinity of every thread of this process; false if one of them refused.
+bool pin_all_threads(const cpu_set_t& cpus) {
+  DIR* d = ::opendir("/proc/self/task");
+  if (d == nullptr) return false;
+  bool ok = true;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.')
+      ok = ::sched_setaffinity(std::atoi(e->d_name), sizeof cpus, &cpus) == 0 && ok;
+  }
+  ::closedir(d);
+  return ok;
+}
+
 // Puts every thread of this process on one CPU, for the scope: the TOE's worker thread then
 // shares a core with the test thread, as a guest and its TOE do on a small host. Threads that
 // are still alive at the end (this one) get their CPUs back.
@@ -214,26 +227,9 @@ class OneCpu {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(static_cast<std::size_t>(cpu >= 0 ? cpu : 0), &one);
-    DIR* d = ::opendir("/proc/self/task");
-    if (d == nullptr) ok_ = false;
-    while (d != nullptr) {
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) break;
-      if (e->d_name[0] == '.') continue;
-      ok_ = ::sched_setaffinity(std::atoi(e->d_name), sizeof one, &one) == 0 && ok_;
-    }
-    if (d != nullptr) ::closedir(d);
+    ok_ = pin_all_threads(one) && ok_;
   }
-  ~OneCpu() {
-    DIR* d = ::opendir("/proc/self/task");
-    while (d != nullptr) {
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) break;
-      if (e->d_name[0] != '.')
-        (void)::sched_setaffinity(std::atoi(e->d_name), sizeof saved_, &saved_);
-    }
-    if (d != nullptr) ::closedir(d);
-  }
+  ~OneCpu() { (void)pin_all_threads(saved_); }
   OneCpu(const OneCpu&) = delete;
   OneCpu& operator=(const OneCpu&) = delete;
   bool ok() const { return ok_; }
