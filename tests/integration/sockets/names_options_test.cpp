@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -492,8 +491,8 @@ TEST(Identity, SocketsMadeAfterBlockingReadsKeepNumbersFlagsAndCount) {
     EXPECT_EQ((fcntl(fd, F_GETFL) & O_NONBLOCK) != 0, flags != 0) << "round " << i;
     if (flags != 0) SEM_OK(fcntl(fd, F_SETFL, 0));
     SEM_OK(connect(fd, to.sa(), to.len));
-    pollfd p{l.get(), POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 5000), 1) << "round " << i << ": no connection to accept";
+    ASSERT_TRUE(poll_fd(l.get(), POLLIN, kIoTimeoutMs) & POLLIN)
+        << "round " << i << ": no connection to accept";
     if (prev_c.get() >= 0) {
       ASSERT_NO_FATAL_FAILURE(waiting_read(prev_c.get(), prev_a.get()));
     }
@@ -506,10 +505,8 @@ TEST(Identity, SocketsMadeAfterBlockingReadsKeepNumbersFlagsAndCount) {
     EXPECT_EQ((fcntl(afd, F_GETFL) & O_NONBLOCK) != 0, flags != 0) << "round " << i;
     if (flags != 0) SEM_OK(fcntl(afd, F_SETFL, 0));
     ASSERT_NO_FATAL_FAILURE(waiting_read(c.get(), a.get()));
-    char b = 0;
-    EXPECT_EQ(send(c.get(), "y", 1, MSG_NOSIGNAL), 1);
-    EXPECT_EQ(recv(a.get(), &b, 1, 0), 1);
-    EXPECT_EQ(b, 'y');
+    ASSERT_NO_FATAL_FAILURE(send_str(c.get(), "y"));
+    EXPECT_EQ(recv_str(a.get(), 1), "y") << "round " << i;
     prev_c = std::move(c);  // read again, while the next round's connection waits in accept
     prev_a = std::move(a);
   }
