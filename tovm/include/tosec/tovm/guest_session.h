@@ -206,7 +206,7 @@ class GuestSession {
   Placeholders& ph(std::uint32_t id);
   std::size_t on_backend_ready();  // events handled
   void on_socket_event(std::uint32_t id, const BackendEvent& ev);
-  void on_connect_done(std::uint32_t id);
+  void on_connect_done(std::uint32_t id, const BackendEvent& ev);
   void accept_pending(std::uint32_t id);
   void read_socket(std::uint32_t id);
   void flush_tx(std::uint32_t id);

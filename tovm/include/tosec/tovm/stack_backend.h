@@ -50,9 +50,12 @@ struct Interest {
 struct BackendEvent {
   std::uint64_t token = 0;
   bool readable = false;  // data, EOF, an incoming connection, or an error to read
-  bool writable = false;  // room to send, or a connect that finished (either way)
-  bool error = false;     // an error is pending (read it with take_error)
-  bool hangup = false;    // both directions are closed
+  // Room to send, or a connect that finished (either way). A backend reports a connect that
+  // failed with error or hangup as well: writable alone means connected (the TOE reads no
+  // SO_ERROR then).
+  bool writable = false;
+  bool error = false;   // an error is pending (read it with take_error)
+  bool hangup = false;  // both directions are closed
 };
 
 class StackBackend {
@@ -70,7 +73,8 @@ class StackBackend {
   virtual rpc::Status listen(BackendHandle h, int backlog) = 0;
   // EAGAIN when none is pending. The new handle is non-blocking, no interest set.
   virtual rpc::Result<BackendHandle> accept(BackendHandle h, SockAddr& peer) = 0;
-  // EINPROGRESS when the connection completes later (writable event, then take_error()).
+  // EINPROGRESS when the connection completes later: a writable event, with error or hangup
+  // (then take_error() names it) when it failed.
   virtual rpc::Status connect(BackendHandle h, const SockAddr& addr) = 0;
   virtual rpc::Status shutdown(BackendHandle h, int how) = 0;
   virtual rpc::Status setsockopt(BackendHandle h, int level, int name,
