@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tosec/rpc/cpu_list.h"
+
 namespace tosec::tovm {
 
 namespace {
@@ -30,7 +32,8 @@ rpc::Status parse_num(const char* flag, const char* text, T& out, T min, T max) 
 
 std::string tovm_usage(const char* prog) {
   return std::string("Usage: ") + prog +
-         " [--workers N] [--spin-ns N] [--log-level error|info|debug] [GEOMETRY...]\n"
+         " [--workers N] [--cpus LIST] [--spin-ns N] [--log-level error|info|debug]\n"
+         "       [GEOMETRY...]\n"
          "       --guest NAME --ivshmem SOCKET --sidecar PATH [--status PATH] [--vm-agent]\n"
          "       [GEOMETRY...]\n"
          "       [--inspect-ivshmem SOCKET --topology FILE [--alert-log FILE]]\n"
@@ -39,7 +42,9 @@ std::string tovm_usage(const char* prog) {
          "          [--chunk-size N] [--tx-chunks-per-lane N] [--rx-chunks N]\n"
          "TCP offload engine for one or more guests (docs/tovm.md): each --guest opens a group\n"
          "that the flags after it belong to; geometry before the first --guest is every guest's\n"
-         "default. Guest i is served by worker thread i % N. With --inspect-ivshmem a guest's\n"
+         "default. Guest i is served by worker thread i % N; with --cpus (e.g. 1 or 2-3,6) worker "
+         "i\n"
+         "runs only on the i-th CPU of the list, round robin. With --inspect-ivshmem a guest's\n"
          "streams go through the SVM chains its topology selects (docs/svm.md). --vm-agent serves\n"
          "a VM through its in-guest agent on the last lane (VM mode, docs/tovm.md).\n";
 }
@@ -86,6 +91,7 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
     kTopology,
     kAlertLog,
     kWorkers,
+    kCpus,
     kVmAgent
   };
   static const std::vector<option> longopts = [] {
@@ -101,6 +107,7 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
         {"topology", required_argument, nullptr, kTopology},
         {"alert-log", required_argument, nullptr, kAlertLog},
         {"workers", required_argument, nullptr, kWorkers},
+        {"cpus", required_argument, nullptr, kCpus},
         {"vm-agent", no_argument, nullptr, kVmAgent},
     };
     for (std::size_t i = 0; i < std::size(kU32Flags); ++i) {
@@ -179,6 +186,12 @@ rpc::Result<TovmCommandLine> parse_tovm_command_line(int argc, char* const argv[
       case kWorkers:
         s = parse_num("workers", optarg, workers, std::uint32_t{1}, std::uint32_t{64});
         break;
+      case kCpus: {
+        auto cpus = rpc::parse_cpu_list(optarg);
+        if (!cpus) return rpc::Error{EINVAL, "--cpus: " + cpus.error().message};
+        cl.cpus = std::move(*cpus);
+        break;
+      }
       case kSpinNs:
         s = parse_num("spin-ns", optarg, defaults.spin_ns, std::int64_t{0},
                       std::int64_t{1'000'000'000});

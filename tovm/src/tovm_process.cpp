@@ -1,8 +1,42 @@
 #include "tosec/tovm/tovm_process.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
 
 namespace tosec::tovm {
+
+namespace {
+
+cpu_set_t one_cpu(unsigned cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return set;
+}
+
+// The kernel is the judge of which CPUs this process may use (online, inside its cpuset): try
+// each one on the calling thread, and leave it on worker 0's.
+rpc::Status check_and_pin(const std::vector<unsigned>& cpus) {
+  for (unsigned cpu : cpus) {
+    const cpu_set_t set = one_cpu(cpu);
+    if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+      const int err = errno;
+      return rpc::Error{
+          err, "--cpus: cannot run on CPU " + std::to_string(cpu) + ": " + std::strerror(err) +
+                   (err == EINVAL ? " (offline, or outside this process's cpuset)" : "")};
+    }
+  }
+  const cpu_set_t set = one_cpu(cpu_of(0, cpus));
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) return rpc::errno_error("sched_setaffinity");
+  return {};
+}
+
+}  // namespace
 
 rpc::Result<std::unique_ptr<TovmProcess>> TovmProcess::create(const TovmCommandLine& cl) {
   if (cl.guests.empty()) return rpc::Error{EINVAL, "no guest to serve"};
@@ -12,6 +46,10 @@ rpc::Result<std::unique_ptr<TovmProcess>> TovmProcess::create(const TovmCommandL
     assigned[worker_of(i, w)].push_back(cl.guests[i]);
   }
   std::unique_ptr<TovmProcess> p(new TovmProcess());
+  p->cpus_ = cl.cpus;
+  if (!cl.cpus.empty()) {
+    if (auto s = check_and_pin(cl.cpus); !s) return s.error();
+  }
   for (unsigned i = 0; i < w; ++i) {
     auto worker = Worker::create(assigned[i], i, /*use_signalfd=*/i == 0);
     if (!worker) return worker.error();
@@ -37,6 +75,15 @@ rpc::Status TovmProcess::run() {
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     Worker* w = workers_[i].get();
     threads_.emplace_back([w] { (void)w->run(); });
+    if (cpus_.empty()) continue;
+    // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
+    const auto cpu = cpu_of(static_cast<unsigned>(i), cpus_);
+    const cpu_set_t set = one_cpu(cpu);
+    if (const int err = ::pthread_setaffinity_np(threads_.back().native_handle(), sizeof set, &set);
+        err != 0) {
+      std::fprintf(stderr, "tosec-tovm: worker %zu stays unpinned: CPU %u: %s\n", i, cpu,
+                   std::strerror(err));
+    }
   }
   auto s = workers_.front()->run();
   for (std::size_t i = 1; i < workers_.size(); ++i) workers_[i]->request_stop();

@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "tosec/rpc/cpu_list.h"
+
 namespace tosec::cli {
 
 using rpc::Error;
@@ -384,9 +386,17 @@ class Parser {
     }
 
     if (const auto* t = section(root, "tovm")) {
-      check_keys(*t, "tovm", {"mode", "workers", "spin_ns", "log_level"});
+      check_keys(*t, "tovm", {"mode", "workers", "cpus", "spin_ns", "log_level"});
       get_enum(*t, "mode", "tovm", {"shared", "per-guest"}, &c.tovm.mode);
       get_uint(*t, "workers", "tovm", 1, 64, &c.tovm.workers);
+      if (const auto* n = get_string(*t, "cpus", "tovm", &c.tovm.cpus)) {
+        // Only the syntax here: whether the CPUs exist is the kernel's answer, on the machine
+        // that runs the TOE (tosec-tovm --cpus refuses them by number).
+        // "" spells out the default: not pinned.
+        if (auto cpus = rpc::parse_cpu_list(c.tovm.cpus); !c.tovm.cpus.empty() && !cpus) {
+          fail(n->source(), "tovm.cpus", cpus.error().message);
+        }
+      }
       get_uint(*t, "spin_ns", "tovm", 0, 1'000'000'000, &c.tovm.spin_ns);
       get_enum(*t, "log_level", "tovm", {"error", "info", "debug"}, &c.tovm.log_level);
     }

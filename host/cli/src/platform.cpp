@@ -18,6 +18,7 @@
 
 #include "tosec/cli/child_start.h"
 #include "tosec/cli/process.h"
+#include "tosec/rpc/cpu_list.h"
 
 namespace tosec::cli {
 
@@ -123,9 +124,23 @@ std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPa
 }
 
 std::vector<std::string> tovm_process_args(const TovmConfig& tovm) {
-  return {"--workers",   std::to_string(tovm.workers),
-          "--spin-ns",   std::to_string(tovm.spin_ns),
-          "--log-level", tovm.log_level};
+  std::vector<std::string> args = {"--workers",   std::to_string(tovm.workers),
+                                   "--spin-ns",   std::to_string(tovm.spin_ns),
+                                   "--log-level", tovm.log_level};
+  if (!tovm.cpus.empty()) {
+    args.emplace_back("--cpus");
+    args.push_back(tovm.cpus);
+  }
+  return args;
+}
+
+TovmConfig tovm_for_guest(const TovmConfig& tovm, std::size_t guest_index) {
+  if (tovm.mode != "per-guest" || tovm.cpus.empty()) return tovm;
+  auto cpus = rpc::parse_cpu_list(tovm.cpus);
+  if (!cpus) return tovm;  // the config check refused it already; tosec-tovm will say why
+  TovmConfig one = tovm;
+  one.cpus = std::to_string((*cpus)[guest_index % cpus->size()]);
+  return one;
 }
 
 std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,

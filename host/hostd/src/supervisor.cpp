@@ -93,12 +93,13 @@ struct Supervisor::SupervisedGuest {
 
 Supervisor::Supervisor(const cli::Config& cfg, const cli::Binaries& bin)
     : cfg_(cfg), shared_(cfg.tovm.mode == "shared"), shared_restart_(std::make_unique<Restart>()) {
-  for (const auto& g : cfg.guests) {
+  for (std::size_t i = 0; i < cfg.guests.size(); ++i) {
+    const cli::GuestConfig& g = cfg.guests[i];
     cli::GuestPaths paths =
         cli::guest_paths(cfg.platform.runtime_dir, g.name,
                          cli::persistent_shm_name(cfg.platform.runtime_dir, g.name));
-    guests_.push_back(std::make_unique<SupervisedGuest>(
-        SupervisedGuest{GuestPlatform(bin, cfg.tovm, g, paths), {}, {}, {}}));
+    guests_.push_back(std::make_unique<SupervisedGuest>(SupervisedGuest{
+        GuestPlatform(bin, cli::tovm_for_guest(cfg.tovm, i), g, paths), {}, {}, {}}));
   }
   if (shared_) {
     shared_tovm_ = std::make_unique<cli::SharedTovm>(

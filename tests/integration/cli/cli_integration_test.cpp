@@ -492,6 +492,33 @@ TEST_F(CliTest, RealToeRunTrue) {
   expect_no_leftovers(last_pid_);
 }
 
+// [tovm] cpus reaches the real TOE: its worker runs on the CPU named, and only there.
+TEST_F(CliTest, RealToeRunsOnTheConfiguredCpu) {
+  if (!have_real_tovm()) GTEST_SKIP() << "tosec-tovm is not built yet (tovm/)";
+  use_real_tovm();
+  cpu_set_t mine;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof mine, &mine), 0);
+  std::size_t cpu = CPU_SETSIZE - 1;  // the last CPU this test may use: not the default list
+  while (cpu > 0 && !CPU_ISSET(cpu, &mine)) --cpu;
+  std::ofstream(root_ + "/cpus.toml") << "[platform]\nruntime_dir = \"" << root_ << "/rt\"\n"
+                                      << "[tovm]\ncpus = \"" << cpu << "\"\n";
+  const std::string marker = root_ + "/started";
+  const pid_t pid = start({"run", "--embedded", "-c", root_ + "/cpus.toml", "--", "/bin/sh", "-c",
+                           "echo > " + marker + "; while :; do sleep 0.05; done"});
+  ASSERT_TRUE(wait_until([&] { return fs::exists(marker); }, std::chrono::seconds(30)));
+  std::string allowed;
+  for (pid_t p : processes_mentioning(root_ + "/bin/tosec-tovm")) {
+    std::istringstream status(slurp("/proc/" + std::to_string(p) + "/status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) allowed = line.substr(line.find(':') + 2);
+    }
+  }
+  ::kill(pid, SIGTERM);
+  const Outcome o = finish(pid);
+  EXPECT_EQ(allowed, std::to_string(cpu)) << o.err;
+  expect_no_leftovers(pid);
+}
+
 TEST_F(CliTest, RealToeUpStatusDown) {
   if (!have_real_tovm()) GTEST_SKIP() << "tosec-tovm is not built yet (tovm/)";
   use_real_tovm();

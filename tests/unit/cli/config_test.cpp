@@ -49,6 +49,7 @@ TEST(CliConfig, DefaultsMatchGuestChannelConfig) {
   EXPECT_EQ(c->tovm.workers, 1U);
   EXPECT_EQ(c->tovm.spin_ns, 50'000U);
   EXPECT_EQ(c->tovm.log_level, "error");
+  EXPECT_EQ(c->tovm.cpus, "");  // not pinned
 }
 
 TEST(CliConfig, EmptyFileAndBuiltInDefaultsHaveOneDefaultGuest) {
@@ -68,6 +69,7 @@ TEST(CliConfig, ReadsEveryField) {
 runtime_dir = "/tmp/x/"
 [tovm]
 workers = 3
+cpus = "1,4-5"
 spin_ns = 2000
 log_level = "debug"
 [[guest]]
@@ -86,6 +88,7 @@ spin_ns = 150000
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->platform.runtime_dir, "/tmp/x");  // trailing slash dropped
   EXPECT_EQ(c->tovm.workers, 3U);
+  EXPECT_EQ(c->tovm.cpus, "1,4-5");
   EXPECT_EQ(c->tovm.spin_ns, 2000U);
   EXPECT_EQ(c->tovm.log_level, "debug");
   const auto& g = c->guests.at(0);
@@ -112,6 +115,13 @@ TEST(CliConfig, RangeErrorsNameLineColumnAndField) {
             "t.toml:3:15: guest[0].max_sockets: must be in [1, 1000000], got -1");
   EXPECT_EQ(parse_error("[tovm]\nworkers = 0\n"),
             "t.toml:2:11: tovm.workers: must be in [1, 64], got 0");
+  EXPECT_EQ(parse_error("[tovm]\ncpus = \"1-x\"\n"),
+            "t.toml:2:8: tovm.cpus: 'x' in CPU list '1-x' is not a CPU number");
+  EXPECT_EQ(parse_error("[tovm]\ncpus = \"3-1\"\n"),
+            "t.toml:2:8: tovm.cpus: range '3-1' in CPU list '3-1' ends below its start");
+  ASSERT_TRUE(parse_config("[tovm]\ncpus = \"\"\n", "t.toml").ok());  // the default, not pinned
+  EXPECT_EQ(parse_error("[tovm]\ncpus = 1\n"),
+            "t.toml:2:8: tovm.cpus: expected a string, got an integer");
 }
 
 TEST(CliConfig, PowerOfTwoAndMultipleErrors) {

@@ -76,6 +76,26 @@ TEST(CliArgv, TovmGetsEveryChannelParameter) {
   EXPECT_EQ(value("--workers"), "2");
   EXPECT_EQ(value("--spin-ns"), "500");
   EXPECT_EQ(value("--log-level"), "info");
+  EXPECT_EQ(value("--cpus"), "<missing>");  // not pinned unless asked
+  t.cpus = "2-3";
+  const auto pinned = tovm_argv({"/b/s", "/b/tosec-tovm", ""}, t, g, guest_paths("/r", "web", ""));
+  const auto it = std::find(pinned.begin(), pinned.end(), "--cpus");
+  ASSERT_NE(it, pinned.end());
+  ASSERT_NE(it + 1, pinned.end());
+  EXPECT_EQ(*(it + 1), "2-3");
+}
+
+TEST(CliArgv, PerGuestToesTakeTheCpusRoundRobin) {
+  TovmConfig t;
+  t.cpus = "2-3,6";
+  EXPECT_EQ(tovm_for_guest(t, 1).cpus, "2-3,6");  // shared: one process, worker i on the i-th
+  t.mode = "per-guest";
+  EXPECT_EQ(tovm_for_guest(t, 0).cpus, "2");
+  EXPECT_EQ(tovm_for_guest(t, 1).cpus, "3");
+  EXPECT_EQ(tovm_for_guest(t, 2).cpus, "6");
+  EXPECT_EQ(tovm_for_guest(t, 3).cpus, "2");
+  t.cpus = "";
+  EXPECT_EQ(tovm_for_guest(t, 1).cpus, "");  // not pinned
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // One TOE process serving several guests on several worker threads (tovm_process.h): guest i on
 // worker i % W, every guest's data intact and counted in its own session only, a broken guest
-// closing its own lane only; the executable with two guest groups on two workers.
+// closing its own lane only; the executable with two guest groups on two workers, pinned to
+// CPUs with --cpus.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -10,6 +11,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -231,15 +235,16 @@ TEST(TovmSpin, ASpinningWorkerServesEveryGuest) {
 
 TEST(TovmOptions, GuestGroupsAndTheirErrors) {
   {
-    const char* argv[] = {"tovm", "--workers", "2",  "--lanes",   "3",  "--guest",
-                          "a",    "--ivshmem", "ia", "--sidecar", "sa", "--rx-chunks",
-                          "9",    "--guest",   "b",  "--ivshmem", "ib", "--sidecar",
-                          "sb",   "--status",  "tb", "--lanes",   "5",  "--spin-ns",
-                          "7",    nullptr};
-    auto cl = parse_tovm_command_line(25, const_cast<char* const*>(argv));
+    const char* argv[] = {"tovm", "--workers", "2",     "--lanes",   "3",  "--guest",
+                          "a",    "--ivshmem", "ia",    "--sidecar", "sa", "--rx-chunks",
+                          "9",    "--guest",   "b",     "--ivshmem", "ib", "--sidecar",
+                          "sb",   "--status",  "tb",    "--lanes",   "5",  "--spin-ns",
+                          "7",    "--cpus",    "3,0-1", nullptr};
+    auto cl = parse_tovm_command_line(27, const_cast<char* const*>(argv));
     ASSERT_TRUE(cl) << cl.error().message;
     ASSERT_EQ(cl->guests.size(), 2U);
     EXPECT_EQ(cl->workers, 2U);
+    EXPECT_EQ(cl->cpus, (std::vector<unsigned>{0, 1, 3}));  // process-wide, sorted
     const auto& a = cl->guests[0];
     const auto& b = cl->guests[1];
     EXPECT_EQ(a.guest, "a");
@@ -255,7 +260,7 @@ TEST(TovmOptions, GuestGroupsAndTheirErrors) {
     EXPECT_EQ(a.spin_ns, 7);  // process-wide wherever it stands
     EXPECT_EQ(b.spin_ns, 7);
     // Two guests are not one: the single-guest parser refuses them.
-    auto one = parse_tovm_options(25, const_cast<char* const*>(argv));
+    auto one = parse_tovm_options(27, const_cast<char* const*>(argv));
     ASSERT_FALSE(one);
     EXPECT_NE(one.error().message.find("expected one --guest"), std::string::npos);
   }
@@ -281,16 +286,18 @@ TEST(TovmOptions, GuestGroupsAndTheirErrors) {
   EXPECT_NE(error_of({"--guest", "a", "--ivshmem", "i", "--sidecar", "s", "--workers", "65"})
                 .find("--workers"),
             std::string::npos);
+  EXPECT_EQ(error_of({"--guest", "a", "--ivshmem", "i", "--sidecar", "s", "--cpus", "2-1"}),
+            "--cpus: range '2-1' in CPU list '2-1' ends below its start");
+  EXPECT_EQ(error_of({"--guest", "a", "--ivshmem", "i", "--sidecar", "s", "--cpus", ""}),
+            "--cpus: empty CPU list");
 }
 
-TEST(TovmBinary, TwoGuestGroupsOnTwoWorkers) {
-  TempDir dir;
-  const auto cfg = small_config();
-  const auto size = rpc::guest_region_layout(cfg).pow2_size();
-  tosec::test::ServerThread ivs_a(host::IvshmemServerConfig{dir.file("ia"), 1}, size);
-  tosec::test::ServerThread ivs_b(host::IvshmemServerConfig{dir.file("ib"), 1}, size);
-  ASSERT_TRUE(ivs_a.ok() && ivs_b.ok());
+// tosec-tovm with guests "a" and "b" on two workers; their regions' servers must be running at
+// dir/ia and dir/ib (sidecars dir/sa, dir/sb; status sockets dir/ta, dir/tb).
+std::vector<std::string> two_guest_argv(const TempDir& dir, const rpc::GuestChannelConfig& cfg,
+                                        std::initializer_list<std::string> extra) {
   std::vector<std::string> argv = {TOSEC_TOVM_BIN, "--workers", "2", "--log-level", "error"};
+  argv.insert(argv.end(), extra);
   for (const char* flag : {"--lanes", "--ring-slots", "--max-sockets", "--socket-rx-entries",
                            "--chunk-size", "--tx-chunks-per-lane", "--rx-chunks"}) {
     const std::string f = flag;
@@ -312,31 +319,118 @@ TEST(TovmBinary, TwoGuestGroupsOnTwoWorkers) {
       argv.push_back(a);
     }
   }
-  ChildProcess p = ChildProcess::spawn(argv, dir.file("out"), dir.file("err"));
-  ASSERT_TRUE(p.started());
-  ASSERT_TRUE(tosec::test::wait_until(
-      [&] { return tosec::test::slurp(dir.file("out")) == "tosec-tovm: ready\n"; }, kWaitMs))
-      << tosec::test::slurp(dir.file("err"));
-  const std::string sa = MultiToe::read_status(dir.file("ta"));
-  const std::string sb = MultiToe::read_status(dir.file("tb"));
-  EXPECT_EQ(sa.rfind("{\"guest\":\"a\",\"pid\":" + std::to_string(p.pid()) + ",\"worker\":0", 0),
+  return argv;
+}
+
+// The executable serving guests "a" and "b" on two workers (two_guest_argv plus `extra`), with
+// their regions' servers; ready() waits for its ready line.
+class TwoGuestToe {
+ public:
+  explicit TwoGuestToe(std::initializer_list<std::string> extra)
+      : size_(rpc::guest_region_layout(cfg_).pow2_size()),
+        ivs_a_(host::IvshmemServerConfig{dir_.file("ia"), 1}, size_),
+        ivs_b_(host::IvshmemServerConfig{dir_.file("ib"), 1}, size_),
+        p_(ChildProcess::spawn(two_guest_argv(dir_, cfg_, extra), dir_.file("out"),
+                               dir_.file("err"))) {}
+  bool ready() const {
+    return ivs_a_.ok() && ivs_b_.ok() && p_.started() &&
+           tosec::test::wait_until(
+               [&] { return tosec::test::slurp(dir_.file("out")) == "tosec-tovm: ready\n"; },
+               kWaitMs);
+  }
+  std::string err() const { return tosec::test::slurp(dir_.file("err")); }
+  std::string out() const { return tosec::test::slurp(dir_.file("out")); }
+  std::optional<int> wait_exit() { return p_.wait(kWaitMs); }
+  pid_t pid() const { return p_.pid(); }
+  const TempDir& dir() const { return dir_; }
+  // An echo through guest b (worker 1), then SIGTERM: "" if it echoed and exited 0.
+  std::string echo_b_then_stop(std::size_t bytes, unsigned seed) {
+    TovmOptions b;
+    b.guest = "b";
+    b.ivshmem = dir_.file("ib");
+    b.sidecar = dir_.file("sb");
+    std::string failed = echo_round(b, bytes, seed);
+    p_.signal(SIGTERM);
+    auto status = p_.wait(kWaitMs);
+    if (!status) return failed + " tosec-tovm did not exit";
+    if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      return failed + " tosec-tovm exit status " + std::to_string(*status);
+    }
+    return failed;
+  }
+
+ private:
+  TempDir dir_;
+  rpc::GuestChannelConfig cfg_ = small_config();
+  std::size_t size_;
+  tosec::test::ServerThread ivs_a_;
+  tosec::test::ServerThread ivs_b_;
+  ChildProcess p_;
+};
+
+TEST(TovmBinary, TwoGuestGroupsOnTwoWorkers) {
+  TwoGuestToe toe({});
+  ASSERT_TRUE(toe.ready()) << toe.err();
+  const std::string sa = MultiToe::read_status(toe.dir().file("ta"));
+  const std::string sb = MultiToe::read_status(toe.dir().file("tb"));
+  EXPECT_EQ(sa.rfind("{\"guest\":\"a\",\"pid\":" + std::to_string(toe.pid()) + ",\"worker\":0", 0),
             0U)
       << sa;
-  EXPECT_EQ(sb.rfind("{\"guest\":\"b\",\"pid\":" + std::to_string(p.pid()) + ",\"worker\":1", 0),
+  EXPECT_EQ(sb.rfind("{\"guest\":\"b\",\"pid\":" + std::to_string(toe.pid()) + ",\"worker\":1", 0),
             0U)
       << sb;
-  TovmOptions b;
-  b.guest = "b";
-  b.ivshmem = dir.file("ib");
-  b.sidecar = dir.file("sb");
-  EXPECT_EQ(echo_round(b, 128 * 1024, 3), "");
-  p.signal(SIGTERM);
-  auto status = p.wait(kWaitMs);
-  ASSERT_TRUE(status);
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  EXPECT_EQ(toe.echo_b_then_stop(128 * 1024, 3), "");
   for (const char* f : {"sa", "sb", "ta", "tb"}) {
-    EXPECT_FALSE(tosec::test::path_exists(dir.file(f))) << f;
+    EXPECT_FALSE(tosec::test::path_exists(toe.dir().file(f))) << f;
   }
+}
+
+// The CPU a thread of process `pid` may run on, from /proc ("" if unreadable).
+std::string cpus_allowed(pid_t pid, const std::string& tid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + tid + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+      const auto v = line.find_first_not_of(" \t", line.find(':') + 1);
+      return v == std::string::npos ? std::string() : line.substr(v);
+    }
+  }
+  return {};
+}
+
+// --cpus: worker 0 (the main thread) runs on the first CPU of the list, worker 1 on the second,
+// and the guest on worker 1 is served; a CPU the process may not use is refused by number.
+TEST(TovmBinary, CpusPinsWorkersRoundRobinAndRefusesAMissingCpu) {
+  cpu_set_t mine;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof mine, &mine), 0);
+  std::vector<unsigned> usable;
+  for (unsigned c = 0; c < CPU_SETSIZE && usable.size() < 2; ++c) {
+    if (CPU_ISSET(c, &mine)) usable.push_back(c);
+  }
+  ASSERT_FALSE(usable.empty());
+  const unsigned c0 = usable.front();
+  const unsigned c1 = usable.back();  // the same CPU on a one-CPU machine
+  {
+    TwoGuestToe toe({"--cpus", std::to_string(c0) + "," + std::to_string(c1)});
+    ASSERT_TRUE(toe.ready()) << toe.err();
+    const std::string main_tid = std::to_string(toe.pid());
+    EXPECT_EQ(cpus_allowed(toe.pid(), main_tid), std::to_string(c0));
+    bool worker1_pinned = false;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + main_tid + "/task")) {
+      const std::string tid = e.path().filename().string();
+      if (tid != main_tid && cpus_allowed(toe.pid(), tid) == std::to_string(c1)) {
+        worker1_pinned = true;
+      }
+    }
+    EXPECT_TRUE(worker1_pinned) << "no thread of tosec-tovm runs on CPU " << c1 << " alone";
+    EXPECT_EQ(toe.echo_b_then_stop(64 * 1024, 5), "");
+  }
+  // CPU 1023 fits a cpu_set_t but no machine that runs this test has it.
+  TwoGuestToe bad({"--cpus", "1023"});
+  const auto st = bad.wait_exit();
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << *st;
+  EXPECT_NE(bad.err().find("--cpus: cannot run on CPU 1023"), std::string::npos) << bad.err();
+  EXPECT_EQ(bad.out(), "");
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // One process serves one or more guests. Each `--guest NAME` opens a guest group: the per-guest
 // flags after it (--ivshmem, --sidecar, --status, the channel geometry, inspection) belong to
 // that guest; geometry flags before the first --guest are defaults for every guest. --workers,
-// --spin-ns and --log-level are process-wide wherever they stand.
+// --cpus, --spin-ns and --log-level are process-wide wherever they stand.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +42,9 @@ struct TovmOptions {
 struct TovmCommandLine {
   std::vector<TovmOptions> guests;
   unsigned workers = 1;  // --workers: threads; guest i runs on worker i % workers
+  // --cpus LIST (cpulist syntax, rpc/cpu_list.h): worker i runs only on CPU cpus[i % size];
+  // empty: wherever the kernel schedules it.
+  std::vector<unsigned> cpus;
   bool help = false;
 };
 

@@ -5,6 +5,8 @@
 // guest only slows the guests that share its worker. Worker 0 runs on the calling thread and
 // takes SIGTERM/SIGINT/SIGHUP through a signalfd; when it stops, the others are stopped and
 // joined. SIGHUP: every worker re-reads its guests' topology files (docs/tovm.md, "Reload").
+// With --cpus, worker i runs only on CPU cpus[i % size] (docs/tovm.md, "Threads"): the
+// operator's way to give the TOE cores of its own, away from guests and peers.
 #pragma once
 
 #include <cstddef>
@@ -23,10 +25,17 @@ constexpr unsigned worker_of(std::size_t guest_index, unsigned workers) {
   return static_cast<unsigned>(guest_index % workers);
 }
 
+// The CPU worker `worker` is pinned to, from the --cpus list (not empty).
+inline unsigned cpu_of(unsigned worker, const std::vector<unsigned>& cpus) {
+  return cpus[worker % cpus.size()];
+}
+
 class TovmProcess {
  public:
   // Creates every worker and every guest session (regions formatted, sidecars listening).
   // SIGTERM and SIGINT must be blocked in the calling thread before (the workers inherit it).
+  // With --cpus, first checks that the kernel lets this process run on each CPU of the list
+  // (EINVAL naming the CPU otherwise) and pins the calling thread (worker 0) to its CPU.
   static rpc::Result<std::unique_ptr<TovmProcess>> create(const TovmCommandLine& cl);
   ~TovmProcess();
 
@@ -39,6 +48,7 @@ class TovmProcess {
   TovmProcess() = default;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
+  std::vector<unsigned> cpus_;  // --cpus; empty: no pinning
 };
 
 }  // namespace tosec::tovm

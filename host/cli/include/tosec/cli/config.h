@@ -44,6 +44,9 @@ struct TovmConfig {
   // `tosec run`'s embedded platform has one guest either way.
   std::string mode = "shared";
   std::uint32_t workers = 1;
+  // CPUs for the TOE's worker threads, cpulist syntax ("1", "2-3"): worker i runs only on the
+  // i-th, round robin (tosec-tovm --cpus). Empty: wherever the kernel puts them.
+  std::string cpus;
   // Busy-poll budget of the TOE's workers before they sleep (adaptive; docs/tovm.md *Busy-poll*).
   std::uint64_t spin_ns = 50'000;
   std::string log_level = "error";

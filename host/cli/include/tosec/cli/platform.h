@@ -62,9 +62,13 @@ inline constexpr std::uint32_t kInspectionDoorbellVectors = 1;
 std::vector<std::string> ivshmem_server_argv(const Binaries& bin, const GuestConfig& guest,
                                              const GuestPaths& paths);
 // tosec-tovm's command line: a guest group (--guest NAME and the flags that belong to it) per
-// guest served, and the process-wide flags (--workers, --spin-ns, --log-level).
+// guest served, and the process-wide flags (--workers, --cpus, --spin-ns, --log-level).
 std::vector<std::string> tovm_guest_args(const GuestConfig& guest, const GuestPaths& paths);
 std::vector<std::string> tovm_process_args(const TovmConfig& tovm);
+// The [tovm] settings of guest `guest_index`'s own tosec-tovm in "per-guest" mode: its one
+// worker gets the guest_index-th CPU of `cpus` (round robin), as worker i does in a shared TOE.
+// Unchanged in "shared" mode or without cpus.
+TovmConfig tovm_for_guest(const TovmConfig& tovm, std::size_t guest_index);
 // The whole command line of a per-guest TOE: {bin.tovm} + the guest's group + process flags.
 std::vector<std::string> tovm_argv(const Binaries& bin, const TovmConfig& tovm,
                                    const GuestConfig& guest, const GuestPaths& paths);
