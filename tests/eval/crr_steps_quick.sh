@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Smoke test of eval/crr_steps/steps and tosec-crr-steps: one round of 200 connections, the
+# local stack against the offloaded one. No thresholds, no timing: only that every step and the
+# connection rate are printed for both, that a bad --variant is refused by name, and that the
+# namespace is gone afterwards. Needs root (SKIP, exit 77, otherwise).
+#   crr_steps_quick.sh SOURCE_DIR TOSEC_CLI TOSEC_CRR_STEPS
+set -euo pipefail
+src=$1 tosec=$2 steps_bin=$3
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+[[ $EUID -eq 0 ]] || skip "needs root (network namespaces)"
+for t in ip ss timeout; do
+  command -v "$t" >/dev/null || skip "$t is not installed"
+done
+
+log=$(mktemp /tmp/tosec-crr-steps-quick.XXXXXX)
+trap 'rm -f "$log"' EXIT
+before=$(ip netns list | grep -c '^tosec-eval-' || true)
+rc=0
+timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" \
+  --variant "local=" --variant "tosec=$tosec run --" --rounds 1 --connections 200 \
+  >"$log" 2>&1 || rc=$?
+cat "$log"
+[[ $rc -eq 0 ]] || fail "eval/crr_steps/steps exited $rc"
+grep -q '^round 1: local [0-9]*/s  tosec [0-9]*/s$' "$log" || fail "round 1 missing"
+grep -Eq '^step +local +tosec$' "$log" || fail "no table header"
+for step in 'socket' 'getsockopt x2' 'setsockopt' 'bind' 'connect' 'send\+recv' 'close' \
+  'conn/s'; do
+  grep -Eq "^$step +[0-9]+\.[0-9] +[0-9]+\.[0-9]$" "$log" || fail "no row for $step"
+done
+after=$(ip netns list | grep -c '^tosec-eval-' || true)
+[[ $after -le $before ]] || fail "namespaces left behind: $(ip netns list | grep '^tosec-eval-')"
+
+out=$(/usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" --variant "nameonly" \
+  2>&1) && fail "a variant without '=' was accepted"
+grep -q "expected NAME=PREFIX" <<<"$out" || fail "bad variant not named: $out"
+echo "PASS"
