@@ -8,6 +8,7 @@
 
 #include "tosec/cli/inspection.h"
 #include "tosec/cli/platform.h"
+#include "tosec/rpc/cpu_list.h"
 
 namespace tosec::provision {
 
@@ -107,6 +108,10 @@ DomainSpec make_domain(const cli::Config& cfg, const std::string& images, Role r
       d.description = "TOSEC TOVM (TCP offload engine)";
       d.memory_mib = cfg.vm.tovm_memory_mib;
       d.vcpus = cfg.tovm.workers;
+      if (auto cpus = rpc::parse_cpu_list(cfg.tovm.cpus); cpus && !cpus->empty()) {
+        for (std::uint32_t i = 0; i < d.vcpus; ++i)
+          d.vcpu_cpus.push_back((*cpus)[i % cpus->size()]);
+      }
       break;
     case Role::kSvm:
       d.description = "TOSEC security VM " + who;
@@ -282,6 +287,14 @@ std::string domain_xml(const DomainSpec& d) {
   x += "  </metadata>\n";
   x += "  <memory unit='MiB'>" + std::to_string(d.memory_mib) + "</memory>\n";
   x += "  <vcpu>" + std::to_string(d.vcpus) + "</vcpu>\n";
+  if (!d.vcpu_cpus.empty()) {
+    x += "  <cputune>\n";
+    for (std::size_t i = 0; i < d.vcpu_cpus.size(); ++i) {
+      x += "    <vcpupin vcpu='" + std::to_string(i) + "' cpuset='" +
+           std::to_string(d.vcpu_cpus[i]) + "'/>\n";
+    }
+    x += "  </cputune>\n";
+  }
   x += "  <os>\n";
   x += "    <type arch='x86_64' machine='q35'>hvm</type>\n";
   x += "    <kernel>" + e(d.kernel) + "</kernel>\n";

@@ -134,6 +134,29 @@ TEST(ProvisionPlan, RolesAndPrefixAndSizesComeFromTheVmTable) {
   EXPECT_EQ((*plan)[0].kernel, "/etc/tosec/img/vmlinuz");  // relative to the config file
 }
 
+// [tovm] cpus pins the TOVM's vCPUs on the host, vCPU i on the i-th CPU round robin.
+TEST(ProvisionPlan, TovmVcpusArePinnedToTheTovmCpus) {
+  std::string text = kChains;
+  text.replace(text.find("workers = 2\n"), 12, "workers = 3\ncpus = \"1,3\"\n");
+  auto plan = plan_domains(parse(text));
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const DomainSpec* tovm = find(*plan, "tosec-tovm");
+  ASSERT_NE(tovm, nullptr);
+  EXPECT_EQ(tovm->vcpu_cpus, (std::vector<unsigned>{1, 3, 1}));
+  const std::string x = domain_xml(*tovm);
+  EXPECT_NE(x.find("<vcpu>3</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='1'/>\n"
+                   "    <vcpupin vcpu='1' cpuset='3'/>\n    <vcpupin vcpu='2' cpuset='1'/>\n"
+                   "  </cputune>\n"),
+            std::string::npos)
+      << x;
+  // Without cpus nothing is pinned, and guests are never pinned by it.
+  EXPECT_TRUE(find(*plan, "tosec-guest-web")->vcpu_cpus.empty());
+  auto plain = plan_domains(parse(kChains));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(find(*plain, "tosec-tovm")->vcpu_cpus.empty());
+  EXPECT_EQ(domain_xml(*find(*plain, "tosec-tovm")).find("<cputune>"), std::string::npos);
+}
+
 TEST(ProvisionPlan, RegionSizesComeFromTheChannelGeometry) {
   auto cfg = parse(kChains);
   cfg.guests[1].channel.rx_chunks = 16384;  // 256 MiB of receive memory

@@ -29,6 +29,9 @@ const char* const kChains = R"(
 [vm]
 [platform]
 runtime_dir = "/run/t&'x"
+[tovm]
+workers = 2
+cpus = "0"
 [[guest]]
 name = "web"
 [[guest]]
@@ -104,7 +107,8 @@ TEST(ProvisionLibvirt, XmlPassesVirtXmlValidate) {
   TempDir dir;
   auto plan = plan_domains(chains_config());
   ASSERT_TRUE(plan.ok()) << plan.error().message;
-  ASSERT_EQ(plan->size(), 5U);  // tovm, ids, waf, web, db
+  ASSERT_EQ(plan->size(), 5U);                                     // tovm, ids, waf, web, db
+  EXPECT_EQ((*plan)[0].vcpu_cpus, (std::vector<unsigned>{0, 0}));  // <cputune> is validated too
   for (const auto& d : *plan) {
     const std::string file = dir.path() + "/" + d.name + ".xml";
     std::ofstream(file) << domain_xml(d);

@@ -68,6 +68,9 @@ struct DomainSpec {
   std::string runtime_dir;
   std::uint64_t memory_mib = 0;
   std::uint32_t vcpus = 1;
+  // Host CPU of vCPU i (libvirt <vcputune><vcpupin>): the TOVM's from [tovm] cpus, vCPU i on the
+  // i-th CPU round robin, as worker i of a process-mode TOE. Empty: not pinned.
+  std::vector<unsigned> vcpu_cpus;
   std::string kernel;
   std::string initrd;
   std::string cmdline;
