@@ -2,6 +2,7 @@
 // sockets and the data path: guest_session_io.cpp.
 #include "tosec/tovm/guest_session.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include <sstream>
 
 #include "tosec/rpc/agent_lane.h"
+#include "tosec/rpc/cpu_list.h"
 #include "tosec/rpc/json_escape.h"
 
 namespace tosec::tovm {
@@ -534,13 +536,27 @@ bool GuestSession::has_stalled_output() const {
   return false;
 }
 
+// The CPUs the calling thread may run on: the worker's ([tovm] cpus), since the worker that
+// serves this session answers its status requests. "" if the kernel does not say.
+std::string GuestSession::thread_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
+  std::vector<unsigned> cpus;
+  for (unsigned c = 0; c < rpc::kMaxCpus; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return rpc::format_cpu_list(cpus);
+}
+
 std::string GuestSession::status_json() {
   std::ostringstream o;
   const auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
   o << "{\"guest\":" << rpc::json_quote(opts_.guest) << ",\"pid\":" << ::getpid()
-    << ",\"worker\":" << worker_index_ << ",\"uptime_s\":" << up << ",\"lanes\":[";
+    << ",\"worker\":" << worker_index_ << ",\"cpus\":" << rpc::json_quote(thread_cpus())
+    << ",\"uptime_s\":" << up << ",\"lanes\":[";
   bool first = true;
   for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
     const Lane& l = lanes_[i];

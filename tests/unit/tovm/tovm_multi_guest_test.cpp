@@ -422,6 +422,13 @@ TEST(TovmBinary, CpusPinsWorkersRoundRobinAndRefusesAMissingCpu) {
       }
     }
     EXPECT_TRUE(worker1_pinned) << "no thread of tosec-tovm runs on CPU " << c1 << " alone";
+    // Each guest's status names the CPUs of the worker that serves it.
+    const std::string sb = MultiToe::read_status(toe.dir().file("tb"));
+    EXPECT_NE(sb.find(",\"worker\":1,\"cpus\":\"" + std::to_string(c1) + "\","), std::string::npos)
+        << sb;
+    const std::string sa = MultiToe::read_status(toe.dir().file("ta"));
+    EXPECT_NE(sa.find(",\"worker\":0,\"cpus\":\"" + std::to_string(c0) + "\","), std::string::npos)
+        << sa;
     EXPECT_EQ(toe.echo_b_then_stop(64 * 1024, 5), "");
   }
   // CPU 1023 fits a cpu_set_t but no machine that runs this test has it.

@@ -118,8 +118,10 @@ class GuestSession {
   // Closes every socket and unlinks the sidecar path.
   void shutdown();
 
-  // Not const: ring occupancy reads the rings' shared indices (status JSON "metrics").
+  // Not const: ring occupancy reads the rings' shared indices (status JSON "metrics"). "cpus" is
+  // the calling thread's CPU list: the worker's, which answers the status socket.
   std::string status_json();
+  static std::string thread_cpus();
   // SIGHUP: re-read the topology file (no-op without inspection). A rejected file is logged
   // and shown as "topology_error"; the old topology stays in force.
   void reload_topology();
