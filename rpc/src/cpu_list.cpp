@@ -69,4 +69,12 @@ std::string format_cpu_list(const std::vector<unsigned>& cpus) {
   return out;
 }
 
+std::vector<unsigned> cpus_in(const cpu_set_t& set) {
+  std::vector<unsigned> cpus;
+  for (unsigned c = 0; c < kMaxCpus; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
 }  // namespace tosec::rpc

@@ -542,11 +542,7 @@ std::string GuestSession::thread_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
   if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
-  std::vector<unsigned> cpus;
-  for (unsigned c = 0; c < rpc::kMaxCpus; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return rpc::format_cpu_list(cpus);
+  return rpc::format_cpu_list(rpc::cpus_in(set));
 }
 
 std::string GuestSession::status_json() {

@@ -42,11 +42,11 @@ std::string tovm_usage(const char* prog) {
          "          [--chunk-size N] [--tx-chunks-per-lane N] [--rx-chunks N]\n"
          "TCP offload engine for one or more guests (docs/tovm.md): each --guest opens a group\n"
          "that the flags after it belong to; geometry before the first --guest is every guest's\n"
-         "default. Guest i is served by worker thread i % N; with --cpus (e.g. 1 or 2-3,6) worker "
-         "i\n"
-         "runs only on the i-th CPU of the list, round robin. With --inspect-ivshmem a guest's\n"
-         "streams go through the SVM chains its topology selects (docs/svm.md). --vm-agent serves\n"
-         "a VM through its in-guest agent on the last lane (VM mode, docs/tovm.md).\n";
+         "default. Guest i is served by worker thread i % N; with --cpus (e.g. 1 or 2-3,6)\n"
+         "worker i runs only on the i-th CPU of the list, round robin. With --inspect-ivshmem a\n"
+         "guest's streams go through the SVM chains its topology selects (docs/svm.md).\n"
+         "--vm-agent serves a VM through its in-guest agent on the last lane (VM mode,\n"
+         "docs/tovm.md).\n";
 }
 
 namespace {

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "tosec/rpc/cpu_list.h"
+
 namespace tosec::tovm {
 
 namespace {
@@ -31,7 +33,7 @@ rpc::Status check_and_pin(const std::vector<unsigned>& cpus) {
                    (err == EINVAL ? " (offline, or outside this process's cpuset)" : "")};
     }
   }
-  const cpu_set_t set = one_cpu(cpu_of(0, cpus));
+  const cpu_set_t set = one_cpu(rpc::cpu_for(0, cpus));
   if (::sched_setaffinity(0, sizeof set, &set) != 0) return rpc::errno_error("sched_setaffinity");
   return {};
 }
@@ -77,7 +79,7 @@ rpc::Status TovmProcess::run() {
     threads_.emplace_back([w] { (void)w->run(); });
     if (cpus_.empty()) continue;
     // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
-    const auto cpu = cpu_of(static_cast<unsigned>(i), cpus_);
+    const unsigned cpu = rpc::cpu_for(i, cpus_);
     const cpu_set_t set = one_cpu(cpu);
     if (const int err = ::pthread_setaffinity_np(threads_.back().native_handle(), sizeof set, &set);
         err != 0) {

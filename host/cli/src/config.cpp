@@ -393,8 +393,10 @@ class Parser {
         // Only the syntax here: whether the CPUs exist is the kernel's answer, on the machine
         // that runs the TOE (tosec-tovm --cpus refuses them by number).
         // "" spells out the default: not pinned.
-        if (auto cpus = rpc::parse_cpu_list(c.tovm.cpus); !c.tovm.cpus.empty() && !cpus) {
-          fail(n->source(), "tovm.cpus", cpus.error().message);
+        if (!c.tovm.cpus.empty()) {
+          if (auto cpus = rpc::parse_cpu_list(c.tovm.cpus); !cpus) {
+            fail(n->source(), "tovm.cpus", cpus.error().message);
+          }
         }
       }
       get_uint(*t, "spin_ns", "tovm", 0, 1'000'000'000, &c.tovm.spin_ns);

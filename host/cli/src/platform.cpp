@@ -139,7 +139,7 @@ TovmConfig tovm_for_guest(const TovmConfig& tovm, std::size_t guest_index) {
   auto cpus = rpc::parse_cpu_list(tovm.cpus);
   if (!cpus) return tovm;  // the config check refused it already; tosec-tovm will say why
   TovmConfig one = tovm;
-  one.cpus = std::to_string((*cpus)[guest_index % cpus->size()]);
+  one.cpus = std::to_string(rpc::cpu_for(guest_index, *cpus));
   return one;
 }
 

@@ -109,8 +109,7 @@ DomainSpec make_domain(const cli::Config& cfg, const std::string& images, Role r
       d.memory_mib = cfg.vm.tovm_memory_mib;
       d.vcpus = cfg.tovm.workers;
       if (auto cpus = rpc::parse_cpu_list(cfg.tovm.cpus); cpus && !cpus->empty()) {
-        for (std::uint32_t i = 0; i < d.vcpus; ++i)
-          d.vcpu_cpus.push_back((*cpus)[i % cpus->size()]);
+        for (std::uint32_t i = 0; i < d.vcpus; ++i) d.vcpu_cpus.push_back(rpc::cpu_for(i, *cpus));
       }
       break;
     case Role::kSvm:

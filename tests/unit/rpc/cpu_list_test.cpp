@@ -49,5 +49,18 @@ TEST(CpuList, FormatsWithRangesFolded) {
   EXPECT_EQ(format_cpu_list(ok("9,0-3")), "0-3,9");
 }
 
+TEST(CpuList, CpusInASetAndTheRoundRobinRule) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_TRUE(cpus_in(set).empty());
+  for (unsigned c : {5U, 0U, 2U, kMaxCpus - 1}) CPU_SET(c, &set);
+  EXPECT_EQ(cpus_in(set), (std::vector<unsigned>{0, 2, 5, kMaxCpus - 1}));
+  const std::vector<unsigned> cpus = {2, 3, 6};
+  EXPECT_EQ(cpu_for(0, cpus), 2U);
+  EXPECT_EQ(cpu_for(2, cpus), 6U);
+  EXPECT_EQ(cpu_for(3, cpus), 2U);
+  EXPECT_EQ(cpu_for(7, cpus), 3U);
+}
+
 }  // namespace
 }  // namespace tosec::rpc

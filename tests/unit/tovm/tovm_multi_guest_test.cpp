@@ -21,6 +21,7 @@
 #include "ivshmem_test_support.h"
 #include "kernel_peer.h"
 #include "toe_harness.h"
+#include "tosec/rpc/cpu_list.h"
 #include "tosec/tovm/tovm_process.h"
 
 namespace tosec::tovm::test {
@@ -402,13 +403,10 @@ std::string cpus_allowed(pid_t pid, const std::string& tid) {
 TEST(TovmBinary, CpusPinsWorkersRoundRobinAndRefusesAMissingCpu) {
   cpu_set_t mine;
   ASSERT_EQ(::sched_getaffinity(0, sizeof mine, &mine), 0);
-  std::vector<unsigned> usable;
-  for (unsigned c = 0; c < CPU_SETSIZE && usable.size() < 2; ++c) {
-    if (CPU_ISSET(c, &mine)) usable.push_back(c);
-  }
+  const std::vector<unsigned> usable = rpc::cpus_in(mine);
   ASSERT_FALSE(usable.empty());
   const unsigned c0 = usable.front();
-  const unsigned c1 = usable.back();  // the same CPU on a one-CPU machine
+  const unsigned c1 = usable.size() > 1 ? usable[1] : c0;  // the same CPU on a one-CPU machine
   {
     TwoGuestToe toe({"--cpus", std::to_string(c0) + "," + std::to_string(c1)});
     ASSERT_TRUE(toe.ready()) << toe.err();

@@ -25,4 +25,13 @@ Result<std::vector<unsigned>> parse_cpu_list(std::string_view text);
 // The list back in cpulist syntax, ranges folded ("0-2,5"): for logs and status.
 std::string format_cpu_list(const std::vector<unsigned>& cpus);
 
+// The CPUs of a kernel CPU set, ascending (e.g. what sched_getaffinity returned).
+std::vector<unsigned> cpus_in(const cpu_set_t& set);
+
+// The CPU of the index-th TOE worker (or TOVM vCPU, or per-guest TOE) in a list the operator
+// gave: round robin, index i on cpus[i % size]. `cpus` must not be empty.
+inline unsigned cpu_for(std::size_t index, const std::vector<unsigned>& cpus) {
+  return cpus[index % cpus.size()];
+}
+
 }  // namespace tosec::rpc

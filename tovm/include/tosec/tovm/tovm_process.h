@@ -25,11 +25,6 @@ constexpr unsigned worker_of(std::size_t guest_index, unsigned workers) {
   return static_cast<unsigned>(guest_index % workers);
 }
 
-// The CPU worker `worker` is pinned to, from the --cpus list (not empty).
-inline unsigned cpu_of(unsigned worker, const std::vector<unsigned>& cpus) {
-  return cpus[worker % cpus.size()];
-}
-
 class TovmProcess {
  public:
   // Creates every worker and every guest session (regions formatted, sidecars listening).
