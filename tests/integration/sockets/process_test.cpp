@@ -245,6 +245,39 @@ TEST(Fork, PreforkWorkersShareOneListener) {
   RecordProperty("served", std::to_string(served[0]) + "/" + std::to_string(served[1]));
 }
 
+TEST(Fork, OptionsSetBeforeForkHoldForTheChild) {
+  // setsockopt() of a flag option returns before the TOE has applied it (decision 0012), and a
+  // forked child talks to the TOE over a lane of its own. A child that binds right after the
+  // fork must still see the parent's SO_REUSEPORT, however many requests the parent had queued:
+  // without it the bind to a port another SO_REUSEPORT listener holds fails with EADDRINUSE.
+  Fd holder(socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_GE(holder.get(), 0) << err(errno);
+  const int one = 1;
+  SEM_OK(setsockopt(holder.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one));
+  Addr any = loopback(AF_INET);
+  SEM_OK(bind(holder.get(), any.sa(), any.len));
+  SEM_OK(listen(holder.get(), 8));
+  const Addr taken = local_addr(holder.get());
+
+  Fd s(socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_GE(s.get(), 0) << err(errno);
+  for (int i = 0; i < 2000; ++i) {  // a long queue of requests ahead of the one that matters
+    const int v = i % 2;
+    SEM_OK(setsockopt(s.get(), SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v));
+  }
+  SEM_OK(setsockopt(s.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one));
+  const int fd = s.get();
+  Child child;
+  ASSERT_TRUE(child.start([fd, taken] {
+    if (bind(fd, taken.sa(), taken.len) != 0) {
+      std::fprintf(stderr, "child: bind to the SO_REUSEPORT port: %s\n", err(errno).c_str());
+      return 1;
+    }
+    return listen(fd, 8) == 0 ? 0 : 2;
+  }));
+  EXPECT_EQ(child.wait(), 0) << "the child did not see the parent's SO_REUSEPORT";
+}
+
 TEST(Exec, InheritedConnectedSocketKeepsWorkingInExecdChild) {
   Conn c;
   ASSERT_NO_FATAL_FAILURE(make_conn(&c));
