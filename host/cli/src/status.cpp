@@ -368,6 +368,11 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
         num(v.get("bad_descriptors")).c_str());
     out += line;
     if (!pids.empty()) details += "  " + g.guest + ": guest processes (lanes): " + pids + "\n";
+    // Where the worker may run ([tovm] cpus; all of the TOE's CPUs when not pinned).
+    if (const JsonValue* c = v.get("cpus"); c != nullptr && c->type == JsonValue::Type::kString) {
+      details +=
+          "  " + g.guest + ": TOE worker " + num(v.get("worker")) + " on CPUs " + c->string + "\n";
+    }
     if (const JsonValue* r = v.get("guests_reclaimed"); r != nullptr && num(r) != "0") {
       details += "  " + g.guest + ": guest processes reclaimed: " + num(r) + "\n";
     }

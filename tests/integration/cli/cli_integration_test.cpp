@@ -533,6 +533,9 @@ TEST_F(CliTest, RealToeUpStatusDown) {
   o = tosec({"status", "-c", cfg});
   EXPECT_EQ(o.code, 0) << o.err;
   EXPECT_EQ(o.out.find("unreachable"), std::string::npos) << o.out;
+  // Each guest's worker and where it may run, from the TOE's own "cpus" (not pinned: all).
+  EXPECT_NE(o.out.find("g0: TOE worker 0 on CPUs "), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("g1: TOE worker 1 on CPUs "), std::string::npos) << o.out;
   o = tosec({"stats", "-c", cfg});
   EXPECT_EQ(o.code, 0) << o.err;
   auto j = parse_json(o.out);

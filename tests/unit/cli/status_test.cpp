@@ -6,7 +6,7 @@ namespace tosec::cli {
 namespace {
 
 const char* kToe =
-    R"({"guest": "g0", "pid": 1234, "uptime_s": 3725, "lanes": [{"lane": 0, "pid": 77},)"
+    R"({"guest": "g0", "pid": 1234, "worker": 3, "cpus": "1,3", "uptime_s": 3725, "lanes": [{"lane": 0, "pid": 77},)"
     R"( {"lane": 1, "pid": 78}], "sockets": {"open": 1, "connecting": 2, "connected": 3,)"
     R"( "listening": 4, "closing": 5}, "bytes_from_guest": 1048576, "bytes_to_guest": 10,)"
     R"( "bytes_tx_wire": 0, "bytes_rx_wire": 1536, "rx_backpressure_events": 9,)"
@@ -43,6 +43,7 @@ TEST(CliStatusTable, ShowsEveryColumn) {
   EXPECT_NE(t.find("1.0 MiB"), std::string::npos) << t;
   EXPECT_NE(t.find("1.5 KiB"), std::string::npos) << t;
   EXPECT_NE(t.find("g0: guest processes (lanes): 77 78"), std::string::npos) << t;
+  EXPECT_NE(t.find("g0: TOE worker 3 on CPUs 1,3"), std::string::npos) << t;
   EXPECT_NE(t.find("g1               unreachable: connection refused"), std::string::npos) << t;
 }
 
