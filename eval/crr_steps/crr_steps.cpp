@@ -15,13 +15,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "parse_number.h"
 
 namespace {
 
@@ -38,11 +39,6 @@ int usage() {
       "  answer each, timed per step; serve: the echo peer, one connection at a time.\n",
       stderr);
   return 2;
-}
-
-bool parse_uint(std::string_view s, unsigned long lo, unsigned long hi, unsigned long& out) {
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size() && out >= lo && out <= hi;
 }
 
 bool recv_all(int fd, char* buf, std::size_t n) {
@@ -167,17 +163,17 @@ int main(int argc, char** argv) {
   unsigned long port = 0;
   unsigned long size = 64;
   if (cmd == "serve" && (argc == 3 || argc == 4)) {
-    if (!parse_uint(argv[2], 1, 65535, port) ||
-        (argc == 4 && !parse_uint(argv[3], 1, 1 << 20, size))) {
+    if (!tosec::eval::parse_ulong(argv[2], 1, 65535, port) ||
+        (argc == 4 && !tosec::eval::parse_ulong(argv[3], 1, 1 << 20, size))) {
       return usage();
     }
     return serve(static_cast<unsigned short>(port), size);
   }
   unsigned long n = 5000;
   if (cmd == "run" && argc >= 4 && argc <= 6) {
-    if (!parse_uint(argv[3], 1, 65535, port) ||
-        (argc >= 5 && !parse_uint(argv[4], 1, 100'000'000, n)) ||
-        (argc == 6 && !parse_uint(argv[5], 1, 1 << 20, size))) {
+    if (!tosec::eval::parse_ulong(argv[3], 1, 65535, port) ||
+        (argc >= 5 && !tosec::eval::parse_ulong(argv[4], 1, 100'000'000, n)) ||
+        (argc == 6 && !tosec::eval::parse_ulong(argv[5], 1, 1 << 20, size))) {
       return usage();
     }
     return run(argv[2], static_cast<unsigned short>(port), n, size);

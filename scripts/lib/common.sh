@@ -39,6 +39,9 @@ procps                # ps/pgrep/sysctl used by integration tests and demo
 python3               # eval/ helper scripts
 python3-matplotlib    # eval/ plots
 netperf               # netperf/netserver TCP_RR/TCP_STREAM measurements (Debian non-free)
+libdpdk-dev           # eval/userstack: DPDK 22.11, a port on a veth through its af_packet driver
+liblwip-dev           # eval/userstack: lwIP 2.1, the user-space TCP/IP stack of the probe
+ethtool               # eval/userstack: turns off TX checksum offload on the peer veth
 libtomlplusplus-dev   # toml++: parses the platform config (tosec -c CONFIG)
 libvirt-dev           # tosec provision: the libvirt C API (define, start, destroy VM-mode domains)
 libvirt-clients       # virt-xml-validate and virsh: provisioning tests validate the domain XML

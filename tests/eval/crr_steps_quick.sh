@@ -6,16 +6,12 @@
 #   crr_steps_quick.sh SOURCE_DIR TOSEC_CLI TOSEC_CRR_STEPS
 set -euo pipefail
 src=$1 tosec=$2 steps_bin=$3
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-[[ $EUID -eq 0 ]] || skip "needs root (network namespaces)"
-for t in ip ss timeout; do
-  command -v "$t" >/dev/null || skip "$t is not installed"
-done
+source "$(dirname "$0")/smoke_lib.sh"
+need_root_and ip ss timeout
 
 log=$(mktemp /tmp/tosec-crr-steps-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
-before=$(ip netns list | grep -c '^tosec-eval-' || true)
+before=$(count_namespaces tosec-eval-)
 rc=0
 timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" \
   --variant "local=" --variant "tosec=$tosec run --" --rounds 1 --connections 200 \
@@ -28,7 +24,7 @@ for step in 'socket' 'getsockopt x2' 'setsockopt' 'bind' 'connect' 'send\+recv' 
   'conn/s'; do
   grep -Eq "^$step +[0-9]+\.[0-9] +[0-9]+\.[0-9]$" "$log" || fail "no row for $step"
 done
-after=$(ip netns list | grep -c '^tosec-eval-' || true)
+after=$(count_namespaces tosec-eval-)
 [[ $after -le $before ]] || fail "namespaces left behind: $(ip netns list | grep '^tosec-eval-')"
 
 out=$(/usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" --variant "nameonly" \

@@ -7,16 +7,12 @@
 #   netperf_ab_quick.sh SOURCE_DIR TOSEC_CLI
 set -euo pipefail
 src=$1 tosec=$2
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-[[ $EUID -eq 0 ]] || skip "needs root (network namespaces)"
-for t in netperf netserver ip ss timeout; do
-  command -v "$t" >/dev/null || skip "$t is not installed"
-done
+source "$(dirname "$0")/smoke_lib.sh"
+need_root_and netperf netserver ip ss timeout
 
 log=$(mktemp /tmp/tosec-ab-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
-before=$(ip netns list | grep -c '^tosec-eval-' || true)
+before=$(count_namespaces tosec-eval-)
 rc=0
 timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/netperf/ab" --variant "local=" \
   --variant "tosec=$tosec run --" --test rr1 --rounds 2 --len 1 >"$log" 2>&1 || rc=$?
@@ -26,7 +22,7 @@ grep -q '^round  1: local [0-9]*  tosec [0-9]*$' "$log" || fail "round 1 missing
 grep -q '^round  2: tosec [0-9]*  local [0-9]*$' "$log" || fail "round 2 not in reversed order"
 grep -Eq '^tosec .*/local: median [0-9.]+, 95% CI \[[0-9.]+, [0-9.]+\]: (no difference shown|faster|slower)$' \
   "$log" || fail "no summary line for tosec against local"
-after=$(ip netns list | grep -c '^tosec-eval-' || true)
+after=$(count_namespaces tosec-eval-)
 [[ $after -le $before ]] || fail "namespaces left behind: $(ip netns list | grep '^tosec-eval-')"
 
 out=$(/usr/bin/python3 "$src/eval/netperf/ab" --variant "nameonly" --variant "x=" 2>&1) && \

@@ -7,17 +7,13 @@
 #   paper_quick.sh SOURCE_DIR TOSEC_CLI NFV_PROXY
 set -euo pipefail
 src=$1 tosec=$2 proxy=$3
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-[[ $EUID -eq 0 ]] || skip "needs root (network namespaces)"
-for t in netperf netserver ip ss pgrep timeout; do
-  command -v "$t" >/dev/null || skip "$t is not installed"
-done
+source "$(dirname "$0")/smoke_lib.sh"
+need_root_and netperf netserver ip ss pgrep timeout
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || skip "python3-matplotlib is not installed"
 
 tmp=$(mktemp -d /tmp/tosec-paper-quick.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-before=$(ip netns list | grep -c '^tosec-paper-' || true)
+before=$(count_namespaces tosec-paper-)
 # The harness cleans up on SIGTERM; the timeout is below ctest's so that it gets to.
 rc=0
 timeout -s TERM -k 15 200 /usr/bin/python3 "$src/eval/paper/run" --quick --tosec "$tosec" \
@@ -26,7 +22,7 @@ timeout -s TERM -k 15 200 /usr/bin/python3 "$src/eval/paper/run" --quick --tosec
 cat "$tmp/run.log"
 [[ $rc -eq 0 ]] || fail "eval/paper/run --quick exited $rc"
 
-after=$(ip netns list | grep -c '^tosec-paper-' || true)
+after=$(count_namespaces tosec-paper-)
 [[ $after -le $before ]] || fail "namespaces left behind: $(ip netns list | grep '^tosec-paper-')"
 csvs=("$tmp"/out/paper-*.csv)
 [[ -s ${csvs[0]} ]] || fail "no CSV in $tmp/out"
