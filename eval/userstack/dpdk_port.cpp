@@ -68,7 +68,7 @@ std::string DpdkPort::open(const std::string& iface) {
 }
 
 void DpdkPort::close() {
-  flush();
+  (void)flush();
   if (started_) {
     rte_eth_dev_stop(kPortId);
     rte_eth_dev_close(kPortId);
@@ -77,7 +77,7 @@ void DpdkPort::close() {
   rte_eal_cleanup();
 }
 
-void DpdkPort::receive(void (*fn)(const void*, std::uint16_t, void*), void* arg) {
+std::uint16_t DpdkPort::receive(void (*fn)(const void*, std::uint16_t, void*), void* arg) {
   rte_mbuf* burst[32];
   const std::uint16_t n = rte_eth_rx_burst(kPortId, 0, burst, 32);
   for (std::uint16_t i = 0; i < n; ++i) {
@@ -85,6 +85,7 @@ void DpdkPort::receive(void (*fn)(const void*, std::uint16_t, void*), void* arg)
        static_cast<std::uint16_t>(rte_pktmbuf_pkt_len(burst[i])), arg);
     rte_pktmbuf_free(burst[i]);
   }
+  return n;
 }
 
 bool DpdkPort::queue_frame(std::uint16_t len, void (*fill)(void*, void*), void* arg) {
@@ -101,13 +102,14 @@ bool DpdkPort::queue_frame(std::uint16_t len, void (*fill)(void*, void*), void* 
   return true;
 }
 
-void DpdkPort::flush() {
+int DpdkPort::flush() {
   auto** frames = reinterpret_cast<rte_mbuf**>(batch_);
   int sent = 0;
   // af_packet takes what fits in its TX ring; the rest waits for the kernel to drain it.
   while (sent < queued_)
     sent += rte_eth_tx_burst(kPortId, 0, frames + sent, static_cast<std::uint16_t>(queued_ - sent));
   queued_ = 0;
+  return sent;
 }
 
 }  // namespace tosec::eval

@@ -17,13 +17,14 @@ class DpdkPort {
 
   const std::uint8_t* mac() const { return mac_; }
 
-  // Calls fn(frame, len, arg) for each received frame, at most one burst (32).
-  void receive(void (*fn)(const void* frame, std::uint16_t len, void* arg), void* arg);
+  // Calls fn(frame, len, arg) for each received frame, at most one burst (32); returns how many.
+  std::uint16_t receive(void (*fn)(const void* frame, std::uint16_t len, void* arg), void* arg);
 
   // Appends one frame of `len` bytes, written by fill(dst, arg), to the TX batch; false when no
-  // buffer is free. flush() hands the batch to the port (one sendto() for af_packet).
+  // buffer is free. flush() hands the batch to the port (one sendto() for af_packet) and returns
+  // how many frames it held.
   bool queue_frame(std::uint16_t len, void (*fill)(void* dst, void* arg), void* arg);
-  void flush();
+  int flush();
 
  private:
   static constexpr int kBatch = 64;

@@ -68,6 +68,7 @@ CrrResult run_kernel_crr(const CrrSpec& spec) {
   }
   r.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
   r.cpu_seconds = cpu_seconds_now() - cpu0;
+  r.work_seconds = r.cpu_seconds;
   return r;
 }
 

@@ -71,10 +71,11 @@ void on_frame(const void* frame, std::uint16_t len, void* arg) {
   if (loop->nif.input(p, &loop->nif) != ERR_OK) pbuf_free(p);
 }
 
-void poll(Loop& loop) {
-  loop.port.receive(on_frame, &loop);
+// One polling iteration; true if a frame came in or went out.
+bool poll(Loop& loop) {
+  const std::uint16_t in = loop.port.receive(on_frame, &loop);
   sys_check_timeouts();
-  loop.port.flush();
+  return loop.port.flush() > 0 || in > 0;
 }
 
 void finish(Loop& loop) {
@@ -153,8 +154,11 @@ bool run_until(Loop& loop, long until) {
   auto last_progress = Clock::now();
   long last_done = loop.done;
   while (loop.done < until) {
-    if (!loop.busy && !start(loop)) return false;
-    poll(loop);
+    const auto t = Clock::now();
+    const bool opened = !loop.busy;
+    if (opened && !start(loop)) return false;
+    if (poll(loop) || opened)
+      loop.result->work_seconds += std::chrono::duration<double>(Clock::now() - t).count();
     if (loop.done != last_done) {
       last_done = loop.done;
       last_progress = Clock::now();
@@ -195,6 +199,7 @@ CrrResult run_lwip_crr(const CrrSpec& spec, const std::string& iface, std::uint3
     loop.timed = true;
     loop.done = 0;
     result.failed = 0;
+    result.work_seconds = 0;
     const double cpu0 = cpu_seconds_now();
     const auto begin = Clock::now();
     run_until(loop, spec.connections);
@@ -202,7 +207,7 @@ CrrResult run_lwip_crr(const CrrSpec& spec, const std::string& iface, std::uint3
     result.cpu_seconds = cpu_seconds_now() - cpu0;
     // Let the last FIN and ACKs out before the port goes away.
     const auto linger = Clock::now() + std::chrono::milliseconds(100);
-    while (Clock::now() < linger) poll(loop);
+    while (Clock::now() < linger) (void)poll(loop);
   }
   loop.port.close();
   return result;

@@ -74,9 +74,12 @@ int report(const CrrResult& r, long connections) {
   std::printf("connect   %8.1f\n", p50(r.connect_us));
   std::printf("send+recv %8.1f\n", p50(r.answer_us));
   std::printf("close     %8.1f\n", p50(r.close_us));
-  std::printf("per connection %.1f us, %.0f connections/s, CPU %.1f us per connection\n",
-              1e6 * r.seconds / static_cast<double>(ok), static_cast<double>(ok) / r.seconds,
-              1e6 * r.cpu_seconds / static_cast<double>(ok));
+  std::printf(
+      "per connection %.1f us, %.0f connections/s, CPU %.1f us per connection, work %.1f us per "
+      "connection\n",
+      1e6 * r.seconds / static_cast<double>(ok), static_cast<double>(ok) / r.seconds,
+      1e6 * r.cpu_seconds / static_cast<double>(ok),
+      1e6 * r.work_seconds / static_cast<double>(ok));
   return 0;
 }
 }  // namespace

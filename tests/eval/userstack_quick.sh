@@ -19,7 +19,7 @@ timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/userstack/compare" --probe
 cat "$log"
 [[ $rc -eq 0 ]] || fail "eval/userstack/compare exited $rc"
 grep -Eq '^round 1: kernel [0-9]+/s  lwip [0-9]+/s$' "$log" || fail "round 1 missing"
-for row in 'connect p50 us' 'send\+recv p50 us' 'conn/s' 'CPU us/conn'; do
+for row in 'connect p50 us' 'send\+recv p50 us' 'conn/s' 'CPU us/conn' 'work us/conn'; do
   grep -Eq "^$row +[0-9]+\.[0-9] +[0-9]+\.[0-9]$" "$log" || fail "no row for $row"
 done
 grep -Eq '^lwip/kernel connections/s: median [0-9.]+ ' "$log" || fail "no ratio"
