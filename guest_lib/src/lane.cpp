@@ -165,7 +165,6 @@ rpc::Status Platform::wait_until(std::unique_lock<std::mutex>& lk, Pred pred) {
 }
 
 rpc::Result<rpc::Descriptor> Platform::call(rpc::Descriptor d, int b_end) {
-  const std::uint64_t posted_before = unreplied_posted_.load(std::memory_order_acquire);
   {
     std::lock_guard lk(submit_mu_);
     d.request_id = next_id_++;
@@ -216,25 +215,10 @@ rpc::Result<rpc::Descriptor> Platform::call(rpc::Descriptor d, int b_end) {
     if (x.request_id == d.request_id) c = x;
   }
   forget_call(d.request_id);
-  unreplied_settled_ = std::max(unreplied_settled_, posted_before);
   return c;
 }
 
-rpc::Status Platform::post(rpc::Descriptor d) {
-  if ((d.flags & rpc::kDescFlagNoReply) != 0)
-    unreplied_posted_.fetch_add(1, std::memory_order_acq_rel);
-  return enqueue(d);
-}
-
-void Platform::settle_posted() {
-  {
-    std::lock_guard lk(cpl_mu_);
-    if (unreplied_settled_ == unreplied_posted_.load(std::memory_order_acquire)) return;
-  }
-  rpc::Descriptor nop{};
-  nop.op = static_cast<std::uint16_t>(rpc::Op::kNop);
-  (void)call(nop);  // a dead TOE fails it: nothing is pending then either
-}
+rpc::Status Platform::post(rpc::Descriptor d) { return enqueue(d); }
 
 rpc::Status Platform::post_lazy(rpc::Descriptor d, const std::atomic<std::uint32_t>* wake_if) {
   return enqueue(d, wake_if);

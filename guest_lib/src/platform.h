@@ -65,9 +65,7 @@ class Platform {
   static Platform* current();
   // Fork child: forget the parent's platform (closing our copies of its fds).
   static void drop_after_fork();
-  // pthread_atfork prepare/parent: hold the join and lane locks across fork(). prepare first
-  // waits until the TOE has applied every request this process posted without a reply (a
-  // flag setsockopt), so a child, whose requests go on a lane of its own, sees them applied.
+  // pthread_atfork prepare/parent: hold the join and lane locks across fork().
   static void fork_prepare();
   static void fork_parent();
 
@@ -134,12 +132,6 @@ class Platform {
   std::mutex submit_mu_;
   rpc::TypedRing<rpc::Descriptor> req_;
   std::uint64_t next_id_ = 1;
-  // Requests posted with kDescFlagNoReply, and how many of them a completed call() is known to
-  // have followed (the lane is FIFO: its reply means they were applied). Equal: none pending.
-  std::atomic<std::uint64_t> unreplied_posted_{0};
-  std::uint64_t unreplied_settled_ = 0;  // cpl_mu_
-  // kNop round trip if unreplied_posted_ is ahead of unreplied_settled_ (fork_prepare).
-  void settle_posted();
 
   std::mutex cpl_mu_;
   std::condition_variable cpl_cv_;

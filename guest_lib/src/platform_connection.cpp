@@ -220,8 +220,6 @@ Platform* Platform::get() {
 }
 
 void Platform::fork_prepare() {
-  // Before any lock: the kNop round trip takes the lane locks itself.
-  if (Platform* p = g_platform.load(std::memory_order_acquire)) p->settle_posted();
   g_join_mu.lock();
   if (Platform* p = g_platform.load(std::memory_order_acquire)) {
     p->submit_mu_.lock();

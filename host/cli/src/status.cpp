@@ -369,7 +369,8 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
     out += line;
     if (!pids.empty()) details += "  " + g.guest + ": guest processes (lanes): " + pids + "\n";
     // Where the worker may run ([tovm] cpus; all of the TOE's CPUs when not pinned).
-    if (const JsonValue* c = v.get("cpus"); c != nullptr && c->type == JsonValue::Type::kString) {
+    if (const JsonValue* c = v.get("cpus");
+        c != nullptr && c->type == JsonValue::Type::kString && !c->string.empty()) {
       details +=
           "  " + g.guest + ": TOE worker " + num(v.get("worker")) + " on CPUs " + c->string + "\n";
     }

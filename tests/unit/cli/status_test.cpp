@@ -47,6 +47,12 @@ TEST(CliStatusTable, ShowsEveryColumn) {
   EXPECT_NE(t.find("g1               unreachable: connection refused"), std::string::npos) << t;
 }
 
+TEST(CliStatusTable, NoCpuLineWithoutACpuList) {
+  const std::string t =
+      render_status_table("/r", 1, {{"g0", R"({"pid": 1, "worker": 0, "cpus": ""})", ""}});
+  EXPECT_EQ(t.find("TOE worker"), std::string::npos) << t;
+}
+
 TEST(CliStatusTable, MissingFieldsShowAsDash) {
   const std::string t = render_status_table("/r", 1, {{"g0", "{\"pid\": \"x\"}", ""}});
   EXPECT_NE(t.find("g0               -"), std::string::npos) << t;
