@@ -105,9 +105,11 @@ bool DpdkPort::queue_frame(std::uint16_t len, void (*fill)(void*, void*), void* 
 int DpdkPort::flush() {
   auto** frames = reinterpret_cast<rte_mbuf**>(batch_);
   int sent = 0;
-  // af_packet takes what fits in its TX ring; the rest waits for the kernel to drain it.
-  while (sent < queued_)
+  // af_packet takes what fits in its TX ring and the kernel drains it at once; a ring that stays
+  // full (link down) drops the rest, as a NIC would: TCP retransmits.
+  for (int tries = 0; sent < queued_ && tries < 1000; ++tries)
     sent += rte_eth_tx_burst(kPortId, 0, frames + sent, static_cast<std::uint16_t>(queued_ - sent));
+  for (int i = sent; i < queued_; ++i) rte_pktmbuf_free(frames[i]);
   queued_ = 0;
   return sent;
 }

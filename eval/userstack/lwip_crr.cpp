@@ -56,7 +56,12 @@ err_t netif_setup(netif* n) {
   n->name[1] = 'p';
   n->mtu = 1500;
   n->hwaddr_len = 6;
+  // A MAC of its own (the port's, locally administered and with the last bit flipped): frames to
+  // lwIP are then "other host" for the kernel on the same interface, which drops them at once
+  // instead of routing them.
   std::memcpy(n->hwaddr, g_loop->port.mac(), 6);
+  n->hwaddr[0] = static_cast<u8_t>(n->hwaddr[0] | 0x02);
+  n->hwaddr[5] = static_cast<u8_t>(n->hwaddr[5] ^ 0x01);
   n->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
   n->output = etharp_output;
   n->linkoutput = link_output;
@@ -83,46 +88,61 @@ void finish(Loop& loop) {
   ++loop.done;
 }
 
+// Detaches `pcb` from the loop and closes it: lwIP finishes the close (FIN, TIME_WAIT) on its
+// own. When lwIP has no memory for the FIN it is aborted (RST) instead; the return value is what
+// a callback must return then (ERR_ABRT after tcp_abort).
+err_t close_detached(tcp_pcb* pcb) {
+  tcp_arg(pcb, nullptr);
+  tcp_recv(pcb, nullptr);
+  tcp_err(pcb, nullptr);
+  if (tcp_close(pcb) == ERR_OK) return ERR_OK;
+  tcp_abort(pcb);
+  return ERR_ABRT;
+}
+
 err_t on_recv(void* arg, tcp_pcb* pcb, pbuf* p, err_t) {
   auto& loop = *static_cast<Loop*>(arg);
   if (p == nullptr) {  // the peer closed before answering
     ++loop.result->failed;
-    tcp_arg(pcb, nullptr);
-    tcp_close(pcb);
     finish(loop);
-    return ERR_OK;
+    return close_detached(pcb);
   }
   loop.got += p->tot_len;
   tcp_recved(pcb, p->tot_len);
   pbuf_free(p);
   if (loop.got < loop.spec->size) return ERR_OK;
   const auto t_answer = Clock::now();
-  // Detach before closing: lwIP finishes the close (FIN, TIME_WAIT) on its own.
-  tcp_arg(pcb, nullptr);
-  tcp_recv(pcb, nullptr);
-  tcp_err(pcb, nullptr);
-  tcp_close(pcb);
+  const err_t closed = close_detached(pcb);
   if (loop.timed) {
     loop.result->connect_us.push_back(us(loop.t0, loop.t_connected));
     loop.result->answer_us.push_back(us(loop.t_connected, t_answer));
     loop.result->close_us.push_back(us(t_answer, Clock::now()));
   }
   finish(loop);
-  return ERR_OK;
+  return closed;
 }
 
 void on_error(void* arg, err_t e) {  // the pcb is already freed
   auto& loop = *static_cast<Loop*>(arg);
   ++loop.result->failed;
-  std::fprintf(stderr, "tosec-userstack: lwIP connection error %d\n", static_cast<int>(e));
+  std::fprintf(stderr, "tosec-userstack-crr: lwIP connection error %d\n", static_cast<int>(e));
   finish(loop);
 }
 
 err_t on_connected(void* arg, tcp_pcb* pcb, err_t) {
   auto& loop = *static_cast<Loop*>(arg);
   loop.t_connected = Clock::now();
-  tcp_write(pcb, loop.request.data(), static_cast<u16_t>(loop.request.size()), TCP_WRITE_FLAG_COPY);
-  tcp_output(pcb);
+  const err_t e = tcp_write(pcb, loop.request.data(), static_cast<u16_t>(loop.request.size()),
+                            TCP_WRITE_FLAG_COPY);
+  if (e != ERR_OK) {
+    std::fprintf(stderr, "tosec-userstack-crr: tcp_write: lwIP error %d\n", static_cast<int>(e));
+    ++loop.result->failed;
+    finish(loop);
+    close_detached(pcb);
+    return ERR_ABRT;  // the pcb may be gone: tell lwIP not to touch it
+  }
+  // A failed output leaves the segment queued; lwIP's timers send it.
+  (void)tcp_output(pcb);
   return ERR_OK;
 }
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 src=$1 probe=$2 server=$3
 source "$(dirname "$0")/smoke_lib.sh"
-need_root_and ip ethtool sysctl timeout
+need_root_and ip ss ethtool sysctl timeout
 
 log=$(mktemp /tmp/tosec-userstack-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
