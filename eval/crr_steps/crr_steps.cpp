@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "parse_number.h"
+#include "recv_all.h"
 
 namespace {
 
@@ -41,19 +42,6 @@ int usage() {
   return 2;
 }
 
-bool recv_all(int fd, char* buf, std::size_t n) {
-  std::size_t got = 0;
-  while (got < n) {
-    const ssize_t r = ::recv(fd, buf + got, n - got, 0);
-    if (r <= 0) {
-      if (r < 0 && errno == EINTR) continue;
-      return false;
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
 int serve(unsigned short port, std::size_t size) {
   const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
@@ -69,7 +57,8 @@ int serve(unsigned short port, std::size_t size) {
   for (;;) {
     const int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
-    if (recv_all(c, buf.data(), size)) (void)!::send(c, buf.data(), size, MSG_NOSIGNAL);
+    if (tosec::eval::recv_all(c, buf.data(), size))
+      (void)!::send(c, buf.data(), size, MSG_NOSIGNAL);
     while (::recv(c, buf.data(), buf.size(), 0) > 0) {
     }
     ::close(c);
@@ -136,7 +125,7 @@ int run(const char* host, unsigned short port, std::size_t n, std::size_t size) 
     }
     at[5] = Clock::now();
     if (::send(s, buf.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size) ||
-        !recv_all(s, buf.data(), size)) {
+        !tosec::eval::recv_all(s, buf.data(), size)) {
       std::fprintf(stderr, "tosec-crr-steps: request/answer %zu failed\n", i);
       return 1;
     }

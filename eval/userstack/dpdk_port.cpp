@@ -4,11 +4,12 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <vector>
+
+#include "tosec/rpc/cpu_list.h"
 
 namespace tosec::eval {
 namespace {
@@ -18,12 +19,7 @@ constexpr std::uint16_t kRingSize = 512;
 // "--lcores=0@(CPUS)": DPDK would otherwise pin the main thread to the first CPU; the probe
 // should be scheduled like the programs it is compared with.
 std::string lcores_anywhere() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::string cpus;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0)
-    for (unsigned c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus += (cpus.empty() ? "" : ",") + std::to_string(c);
+  const std::string cpus = rpc::format_cpu_list(rpc::thread_cpus());  // "0-1": DPDK's syntax too
   return "--lcores=0@(" + (cpus.empty() ? std::string("0") : cpus) + ")";
 }
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "crr_loop.h"
+#include "recv_all.h"
 
 namespace tosec::eval {
 namespace {
@@ -48,13 +49,9 @@ CrrResult run_kernel_crr(const CrrSpec& spec) {
       break;
     }
     const auto t1 = Clock::now();
-    std::size_t got = 0;
-    bool ok = ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(buf.size());
-    while (ok && got < spec.size) {
-      const ssize_t n = ::recv(fd, buf.data() + got, spec.size - got, 0);
-      ok = n > 0 || (n < 0 && errno == EINTR);
-      if (n > 0) got += static_cast<std::size_t>(n);
-    }
+    const bool ok =
+        ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(buf.size()) &&
+        recv_all(fd, buf.data(), buf.size());
     const auto t2 = Clock::now();
     ::close(fd);
     const auto t3 = Clock::now();

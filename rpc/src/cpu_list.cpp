@@ -77,4 +77,11 @@ std::vector<unsigned> cpus_in(const cpu_set_t& set) {
   return cpus;
 }
 
+std::vector<unsigned> thread_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
+  return cpus_in(set);
+}
+
 }  // namespace tosec::rpc

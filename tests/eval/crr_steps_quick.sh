@@ -12,12 +12,9 @@ need_root_and ip ss timeout
 log=$(mktemp /tmp/tosec-crr-steps-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
 before=$(count_namespaces tosec-eval-)
-rc=0
-timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" \
-  --variant "local=" --variant "tosec=$tosec run --" --rounds 1 --connections 200 \
-  >"$log" 2>&1 || rc=$?
-cat "$log"
-[[ $rc -eq 0 ]] || fail "eval/crr_steps/steps exited $rc"
+run_logged 150 "$log" "eval/crr_steps/steps" \
+  /usr/bin/python3 "$src/eval/crr_steps/steps" --bin "$steps_bin" \
+  --variant "local=" --variant "tosec=$tosec run --" --rounds 1 --connections 200
 grep -q '^round 1: local [0-9]*/s  tosec [0-9]*/s$' "$log" || fail "round 1 missing"
 grep -Eq '^step +local +tosec$' "$log" || fail "no table header"
 for step in 'socket' 'getsockopt x2' 'setsockopt' 'bind' 'connect' 'send\+recv' 'close' \

@@ -13,11 +13,9 @@ need_root_and netperf netserver ip ss timeout
 log=$(mktemp /tmp/tosec-ab-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
 before=$(count_namespaces tosec-eval-)
-rc=0
-timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/netperf/ab" --variant "local=" \
-  --variant "tosec=$tosec run --" --test rr1 --rounds 2 --len 1 >"$log" 2>&1 || rc=$?
-cat "$log"
-[[ $rc -eq 0 ]] || fail "eval/netperf/ab exited $rc"
+run_logged 150 "$log" "eval/netperf/ab" \
+  /usr/bin/python3 "$src/eval/netperf/ab" --variant "local=" \
+  --variant "tosec=$tosec run --" --test rr1 --rounds 2 --len 1
 grep -q '^round  1: local [0-9]*  tosec [0-9]*$' "$log" || fail "round 1 missing"
 grep -q '^round  2: tosec [0-9]*  local [0-9]*$' "$log" || fail "round 2 not in reversed order"
 grep -Eq '^tosec .*/local: median [0-9.]+, 95% CI \[[0-9.]+, [0-9.]+\]: (no difference shown|faster|slower)$' \

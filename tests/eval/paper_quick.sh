@@ -14,13 +14,9 @@ need_root_and netperf netserver ip ss pgrep timeout
 tmp=$(mktemp -d /tmp/tosec-paper-quick.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 before=$(count_namespaces tosec-paper-)
-# The harness cleans up on SIGTERM; the timeout is below ctest's so that it gets to.
-rc=0
-timeout -s TERM -k 15 200 /usr/bin/python3 "$src/eval/paper/run" --quick --tosec "$tosec" \
-  --proxy "$proxy" --out-dir "$tmp/out" --plots-dir "$tmp/plots" --report "$tmp/paper.md" \
-  >"$tmp/run.log" 2>&1 || rc=$?
-cat "$tmp/run.log"
-[[ $rc -eq 0 ]] || fail "eval/paper/run --quick exited $rc"
+run_logged 200 "$tmp/run.log" "eval/paper/run --quick" \
+  /usr/bin/python3 "$src/eval/paper/run" --quick --tosec "$tosec" \
+  --proxy "$proxy" --out-dir "$tmp/out" --plots-dir "$tmp/plots" --report "$tmp/paper.md"
 
 after=$(count_namespaces tosec-paper-)
 [[ $after -le $before ]] || fail "namespaces left behind: $(ip netns list | grep '^tosec-paper-')"

@@ -13,11 +13,9 @@ need_root_and ip ss ethtool sysctl timeout
 log=$(mktemp /tmp/tosec-userstack-quick.XXXXXX)
 trap 'rm -f "$log"' EXIT
 before=$(count_namespaces tosec-eval-)
-rc=0
-timeout -s TERM -k 15 150 /usr/bin/python3 "$src/eval/userstack/compare" --probe "$probe" \
-  --server "$server" --rounds 1 --connections 200 >"$log" 2>&1 || rc=$?
-cat "$log"
-[[ $rc -eq 0 ]] || fail "eval/userstack/compare exited $rc"
+run_logged 150 "$log" "eval/userstack/compare" \
+  /usr/bin/python3 "$src/eval/userstack/compare" --probe "$probe" \
+  --server "$server" --rounds 1 --connections 200
 grep -Eq '^round 1: kernel [0-9]+/s  lwip [0-9]+/s$' "$log" || fail "round 1 missing"
 for row in 'connect p50 us' 'send\+recv p50 us' 'conn/s' 'CPU us/conn' 'work us/conn'; do
   grep -Eq "^$row +[0-9]+\.[0-9] +[0-9]+\.[0-9]$" "$log" || fail "no row for $row"

@@ -2,7 +2,6 @@
 // sockets and the data path: guest_session_io.cpp.
 #include "tosec/tovm/guest_session.h"
 
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -538,12 +537,7 @@ bool GuestSession::has_stalled_output() const {
 
 // The CPUs the calling thread may run on: the worker's ([tovm] cpus), since the worker that
 // serves this session answers its status requests. "" if the kernel does not say.
-std::string GuestSession::thread_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
-  return rpc::format_cpu_list(rpc::cpus_in(set));
-}
+std::string GuestSession::thread_cpus() { return rpc::format_cpu_list(rpc::thread_cpus()); }
 
 std::string GuestSession::status_json() {
   std::ostringstream o;

@@ -62,5 +62,13 @@ TEST(CpuList, CpusInASetAndTheRoundRobinRule) {
   EXPECT_EQ(cpu_for(7, cpus), 3U);
 }
 
+TEST(CpuList, ThreadCpusAreTheCallersAffinity) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(thread_cpus(), cpus_in(set));
+  EXPECT_FALSE(thread_cpus().empty());
+}
+
 }  // namespace
 }  // namespace tosec::rpc

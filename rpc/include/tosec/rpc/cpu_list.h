@@ -28,6 +28,10 @@ std::string format_cpu_list(const std::vector<unsigned>& cpus);
 // The CPUs of a kernel CPU set, ascending (e.g. what sched_getaffinity returned).
 std::vector<unsigned> cpus_in(const cpu_set_t& set);
 
+// The CPUs the calling thread may run on (its sched_getaffinity), ascending; empty if the kernel
+// does not say.
+std::vector<unsigned> thread_cpus();
+
 // The CPU of the index-th TOE worker (or TOVM vCPU, or per-guest TOE) in a list the operator
 // gave: round robin, index i on cpus[i % size]. `cpus` must not be empty.
 inline unsigned cpu_for(std::size_t index, const std::vector<unsigned>& cpus) {
