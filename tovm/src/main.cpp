@@ -29,9 +29,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tosec-tovm: %s\n", process.error().message.c_str());
     return 1;
   }
-  std::fputs("tosec-tovm: ready\n", stdout);
-  std::fflush(stdout);
-  auto s = (*process)->run();
+  // "ready": every guest's region and sidecars exist and every worker is on its CPU (--cpus).
+  auto s = (*process)->run([] {
+    std::fputs("tosec-tovm: ready\n", stdout);
+    std::fflush(stdout);
+  });
   process->reset();
   if (!s) {
     std::fprintf(stderr, "tosec-tovm: %s\n", s.message().c_str());

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <latch>
 #include <string>
 
 #include "tosec/rpc/cpu_list.h"
@@ -73,20 +74,32 @@ TovmProcess::~TovmProcess() {
   }
 }
 
-rpc::Status TovmProcess::run() {
+rpc::Status TovmProcess::run(const std::function<void()>& on_started) {
+  // Each thread pins itself before it serves anything, and on_started waits for all of them:
+  // after "ready" every status answer names the worker's own CPU and /proc shows it pinned.
+  // (Pinning from here after the thread starts left a window where worker i ran, and answered,
+  // on worker 0's CPU.)
+  std::latch pinned(static_cast<std::ptrdiff_t>(workers_.size() - 1));
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     Worker* w = workers_[i].get();
-    threads_.emplace_back([w] { (void)w->run(); });
-    if (cpus_.empty()) continue;
-    // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
-    const unsigned cpu = rpc::cpu_for(i, cpus_);
-    const cpu_set_t set = one_cpu(cpu);
-    if (const int err = ::pthread_setaffinity_np(threads_.back().native_handle(), sizeof set, &set);
-        err != 0) {
-      std::fprintf(stderr, "tosec-tovm: worker %zu stays unpinned: CPU %u: %s\n", i, cpu,
-                   std::strerror(err));
-    }
+    const bool pin = !cpus_.empty();
+    const unsigned cpu = pin ? rpc::cpu_for(i, cpus_) : 0;
+    threads_.emplace_back([w, i, pin, cpu, &pinned] {
+      if (pin) {
+        // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
+        const cpu_set_t set = one_cpu(cpu);
+        if (const int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+            err != 0) {
+          std::fprintf(stderr, "tosec-tovm: worker %zu stays unpinned: CPU %u: %s\n", i, cpu,
+                       std::strerror(err));
+        }
+      }
+      pinned.count_down();  // last use of `pinned`: run() waits for it below
+      (void)w->run();
+    });
   }
+  pinned.wait();
+  if (on_started) on_started();
   auto s = workers_.front()->run();
   for (std::size_t i = 1; i < workers_.size(); ++i) workers_[i]->request_stop();
   for (auto& t : threads_) t.join();

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -35,7 +36,9 @@ class TovmProcess {
   ~TovmProcess();
 
   // Runs worker 0 here and the others on their threads until a signal; then stops and joins all.
-  rpc::Status run();
+  // on_started (main prints "ready") runs once every worker thread exists and is on its CPU,
+  // before worker 0 serves anything.
+  rpc::Status run(const std::function<void()>& on_started = {});
   void request_stop() { workers_.front()->request_stop(); }  // thread-safe: run() then returns
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
