@@ -354,6 +354,7 @@ bool GuestSession::format_lane_rings(std::uint32_t lane, rpc::SpscRing& req, rpc
 rpc::Result<std::uint32_t> GuestSession::open_lane(std::uint32_t pid, rpc::PeerId peer,
                                                    std::uint16_t vector, bool via_agent) {
   // In VM mode the last lane is the agent's (rpc/agent_lane.h): never a process lane.
+  drain_process_lanes();  // before the new process can send its first request
   const auto limit =
       opts_.vm_agent ? rpc::agent_lane(opts_.channel) : static_cast<std::uint32_t>(lanes_.size());
   std::uint32_t lane = 0;

@@ -62,6 +62,22 @@ bool GuestSession::drain_lane(std::uint32_t lane) {
   return n > 0;
 }
 
+// Why: a posted setsockopt (kDescFlagNoReply) returns before the TOE has seen it, and a child
+// forked right after gets a lane of its own; without this its bind on an inherited socket could
+// run before the parent's SO_REUSEPORT. Everything the parent posted before fork() is in its
+// ring before the child's hello exists, so serving the rings here orders them. Bounded so that a
+// guest that keeps posting cannot hold the worker: a ring's worth of bursts per lane. A lane
+// whose completion ring is full (its process does not read) is left as it is. Agent lanes are
+// skipped: in VM mode this runs inside the agent lane's own batch.
+void GuestSession::drain_process_lanes() {
+  const std::uint32_t passes = opts_.channel.ring_slots / kBurst + 1;
+  for (std::uint32_t i = 0; i < lanes_.size(); ++i) {
+    for (std::uint32_t k = 0; k < passes && lanes_[i].active && !lanes_[i].agent; ++k) {
+      if (!drain_lane(i)) break;
+    }
+  }
+}
+
 void GuestSession::handle_request(std::uint32_t lane, const rpc::Descriptor& d) {
   Lane& l = lanes_[lane];
   if (l.agent) return handle_agent_request(lane, d);

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -57,7 +58,14 @@ class ToeHarness {
     }
     worker_ = std::move(*w);
     thread_ = std::thread([this] {
-      while (!stop_.load()) worker_->run_once(50);
+      while (!stop_.load()) {
+        if (paused_.load()) {
+          parked_.store(true);
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        worker_->run_once(50);
+      }
     });
   }
   ~ToeHarness() {
@@ -66,6 +74,14 @@ class ToeHarness {
     if (thread_.joinable()) thread_.join();
     worker_.reset();
   }
+  // Holds the worker between two iterations, for tests that queue requests the TOE must not
+  // see yet (returns once it is held; up to one 50 ms sleep later); resume() lets it go on.
+  void pause() {
+    parked_.store(false);
+    paused_.store(true);
+    while (!parked_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  void resume() { paused_.store(false); }
   bool ok() const { return worker_ != nullptr; }
   const std::string& error() const { return error_; }
   const TovmOptions& options() const { return opts_; }
@@ -102,6 +118,8 @@ class ToeHarness {
   std::unique_ptr<Worker> worker_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_{false};
+  std::atomic<bool> parked_{false};
   std::string error_;
 };
 

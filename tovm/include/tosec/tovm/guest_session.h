@@ -182,6 +182,9 @@ class GuestSession {
 
   // requests (guest_session_ops.cpp)
   bool drain_lane(std::uint32_t lane);
+  // Serves what every process lane has queued (bounded: one ring's worth each) before a new lane
+  // opens, so a forked child's first request cannot overtake what its parent posted before fork.
+  void drain_process_lanes();
   void handle_request(std::uint32_t lane, const rpc::Descriptor& d);
   void complete(std::uint32_t lane, const rpc::Descriptor& req, std::int64_t result);
   // Queues a completion; `held` = it returns a tx chunk the TOE holds (ledger released at flush).
