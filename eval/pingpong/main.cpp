@@ -84,6 +84,13 @@ void print_row(const char* mode, const Summary& s, double floor_mean, double flo
               floor_p50 > 0 ? s.p50_ns / floor_p50 : 1.0);
 }
 
+// The other side: one that was there when we connected, or the next to join (either may start
+// first; the ponger formats the region, the pinger waits for that).
+Result<PeerId> first_peer(IvshmemClient& client) {
+  if (auto peers = client.peers(); !peers.empty()) return peers.front();
+  return client.wait_for_peer(std::nullopt, 30'000);
+}
+
 int run(const Options& o) {
   const bool pinger = o.role == "pinger";
   const char* who = pinger ? "pinger" : "ponger";
@@ -95,15 +102,15 @@ int run(const Options& o) {
   if (pinger) {
     view = attach_when_ready(client.region());
     if (!view) return fail(who, view.error());
-    auto peers = client.peers();
-    if (peers.empty()) return fail(who, Error{ENOENT, "no ponger has joined the region"});
-    peer = peers.front();
+    auto p = first_peer(client);
+    if (!p) return fail(who, p.error());
+    peer = *p;
   } else {
     auto layout = pingpong_layout();
     if (auto s = layout.format(client.region().bytes()); !s) return fail(who, s.error());
     view = RegionView::attach(client.region().bytes());
     if (!view) return fail(who, view.error());
-    auto p = client.wait_for_peer(std::nullopt, 30'000);
+    auto p = first_peer(client);
     if (!p) return fail(who, p.error());
     peer = *p;
   }

@@ -18,11 +18,13 @@ trap cleanup EXIT
 "$server" -F -S "$work/s.sock" -M "$shm" -l 1M -n 1 >"$work/server.log" 2>&1 &
 spid=$!
 pids+=("$spid")
-for _ in $(seq 100); do [[ -S "$work/s.sock" ]] && break; sleep 0.05; done
+for _ in $(seq 600); do [[ -S "$work/s.sock" ]] && break; sleep 0.05; done
+[[ -S "$work/s.sock" ]] || { echo "FAIL: the server made no socket in 30 s: $(cat "$work/server.log")"; exit 1; }
 "$pingpong" --socket "$work/s.sock" --role ponger --rounds 2000 >"$work/ponger.log" 2>&1 &
 ppid=$!
 pids+=("$ppid")
-sleep 0.2
+# No wait for the ponger: either may join first (eval/pingpong takes a peer that was there or the
+# next one to join).
 "$pingpong" --socket "$work/s.sock" --role pinger --rounds 2000 | tee "$work/pinger.log"
 wait "$ppid"
 for mode in floor sleep adaptive spin; do

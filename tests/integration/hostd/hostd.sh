@@ -32,7 +32,20 @@ cfg="$APPS_TMP/up.toml"
 rt="$APPS_TMP/rt"
 follow_pid=""
 trap 'rc=$?; set +e; [[ -n "$follow_pid" ]] && kill "$follow_pid" 2>/dev/null; "$TOSEC" down -c "$cfg" >/dev/null 2>&1; (exit $rc); _apps_cleanup' EXIT
-mport="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+# A free port below the kernel's ephemeral range (ip_local_port_range starts at 32768), so that
+# no connection made before tosec-hostd binds it (curl, the TOE's) can take it meanwhile.
+mport="$(/usr/bin/python3 -c '
+import random, socket
+for p in random.sample(range(20000, 32000), 200):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+')"
+[[ -n "$mport" ]] || fail "no free port in 20000-31999 for the metrics listener"
 cat >"$cfg" <<TOML
 # Written by tests/integration/hostd/hostd.sh
 [platform]

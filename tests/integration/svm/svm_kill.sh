@@ -83,6 +83,9 @@ while True:
         break
     if now >= next_send:
         data = line(n_sent)
+        # Stamped before the send: a stamp after the kill then means a send after it (stamped
+        # after, a preemption right after send() could make an earlier line look late).
+        t_send = time.time()
         try:
             sent = s.send(data)
         except BlockingIOError:
@@ -94,7 +97,7 @@ while True:
             # Never expected for ~60-byte lines every 50 ms; a partial write would desync us.
             reason = "short send (%d of %d bytes)" % (sent, len(data))
             break
-        out("SEND", n_sent, time.time())
+        out("SEND", n_sent, t_send)
         n_sent += 1
         next_send = max(next_send + 0.05, now)
     r, _, _ = select.select([s], [], [], max(0.0, min(0.05, next_send - time.monotonic())))

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,7 @@ namespace {
 pid_t g_server = -1;
 pid_t g_toe = -1;
 std::string g_dir;
+std::string g_setup_error;  // a start-up that failed: every test fails with it
 
 pid_t spawn(const std::vector<std::string>& args) {
   std::vector<char*> argv;
@@ -39,10 +41,16 @@ pid_t spawn(const std::vector<std::string>& args) {
   return pid;
 }
 
-bool wait_for_file(const std::string& path) {
-  for (int i = 0; i < 500; ++i) {
+// Up to 30 s (a sanitizer build zeroing a 64 MiB region on a loaded machine is slow), and no
+// longer than the process that should make it lives.
+bool wait_for_file(const std::string& path, pid_t& maker) {
+  for (int i = 0; i < 3000; ++i) {
     struct stat st {};
     if (stat(path.c_str(), &st) == 0) return true;
+    if (waitpid(maker, nullptr, WNOHANG) == maker) {
+      maker = -1;  // reaped: nothing for stop() to kill
+      return false;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
@@ -68,15 +76,24 @@ class E2E : public ::testing::Test {
   static void SetUpTestSuite() {
     if (access(TOSEC_TOVM_BIN, X_OK) != 0 || access(TOSEC_IVSHMEM_SERVER_BIN, X_OK) != 0) return;
     char tmpl[] = "/tmp/tosec-guest-e2e-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return;
+    if (mkdtemp(tmpl) == nullptr) {
+      g_setup_error = std::string("mkdtemp: ") + std::strerror(errno);
+      return;
+    }
     g_dir = tmpl;
     const std::string sock = g_dir + "/ivshmem.sock";
     const std::string toe = g_dir + "/toe.sock";
     g_server = spawn({TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M",
                       "tosec-e2e-" + std::to_string(getpid()), "-l", "64M", "-n", "1"});
-    if (g_server < 0 || !wait_for_file(sock)) return;
+    if (g_server < 0 || !wait_for_file(sock, g_server)) {
+      g_setup_error = "tosec-ivshmem-server made no socket at " + sock;
+      return;
+    }
     g_toe = spawn({TOSEC_TOVM_BIN, "--guest", "e2e", "--ivshmem", sock, "--sidecar", toe});
-    if (g_toe < 0 || !wait_for_file(toe)) return;
+    if (g_toe < 0 || !wait_for_file(toe, g_toe)) {
+      g_setup_error = "tosec-tovm made no sidecar at " + toe;
+      return;
+    }
     setenv("TOSEC_IVSHMEM_SOCKET", sock.c_str(), 1);
     setenv("TOSEC_TOE_SOCKET", toe.c_str(), 1);
     setenv("TOSEC_EXCLUDE", "", 1);
@@ -91,6 +108,7 @@ class E2E : public ::testing::Test {
     }
   }
   void SetUp() override {
+    ASSERT_EQ(g_setup_error, "");
     if (g_toe <= 0) GTEST_SKIP() << "tosec-tovm / tosec-ivshmem-server not available";
     ASSERT_EQ(tosec_available(), 1);
   }

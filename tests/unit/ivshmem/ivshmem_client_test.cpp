@@ -74,7 +74,7 @@ void send_prologue(int sock, std::int64_t id) {
 
 Status connect_to(IvshmemClient& c, const FakeServer& srv) { return c.connect(srv.path()); }
 
-IvshmemClientOptions opts(unsigned vectors, int timeout_ms = 3000) {
+IvshmemClientOptions opts(unsigned vectors, int timeout_ms = 10000) {
   return IvshmemClientOptions{vectors, timeout_ms};
 }
 
@@ -254,7 +254,7 @@ TEST(IvshmemClient, ExtraVectorsAreClosedAsTheSpecSays) {
   ASSERT_TRUE(connect_to(c, srv).ok());
   srv.join();
   ASSERT_TRUE(test::wait_until(
-      [&] { return c.process_events().ok() && c.extra_vectors_closed() == 2; }, 2000));
+      [&] { return c.process_events().ok() && c.extra_vectors_closed() == 2; }, 10000));
   EXPECT_EQ(c.doorbells().peer_vector_count(0), 2U);
   EXPECT_EQ(c.doorbells().own_fd(2), -1);
 }
@@ -286,10 +286,10 @@ TEST(IvshmemClient, JoinAndLeaveEventsWithCallbacks) {
   ASSERT_TRUE(idle.ok());
   EXPECT_EQ(*idle, 0U);
   go.set_value();
-  auto id = c.wait_for_peer(std::nullopt, 2000);
+  auto id = c.wait_for_peer(std::nullopt, 10000);
   ASSERT_TRUE(id.ok()) << id.error().message;
   EXPECT_EQ(*id, 9);
-  ASSERT_TRUE(c.wait_for_peer_left(9, 2000).ok());
+  ASSERT_TRUE(c.wait_for_peer_left(9, 10000).ok());
   srv.join();
   ASSERT_TRUE(c.process_events().ok());
   EXPECT_EQ(events, (std::vector<std::pair<char, PeerId>>{{'+', 9}, {'-', 9}}));
@@ -311,7 +311,7 @@ TEST(IvshmemClient, DepartureOfOurOwnIdIsAProtocolError) {
         r = c.process_events();
         return !r.ok();
       },
-      2000));
+      10000));
   EXPECT_EQ(r.error().code, EPROTO);
   EXPECT_NE(r.error().message.find("our own id 4"), std::string::npos) << r.error().message;
   EXPECT_FALSE(c.connected());

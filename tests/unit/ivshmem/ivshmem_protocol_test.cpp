@@ -108,7 +108,7 @@ TEST(IvshmemProtocol, ReassemblesPartialMessagesAndKeepsTheFd) {
   ASSERT_TRUE(efd.ok());
   const unsigned char bytes[8] = {0x2a, 0, 0, 0, 0, 0, 0, 0};
   send_raw(p.a.get(), bytes, 3, efd->get());  // the fd rides on the first fragment
-  auto fut = std::async(std::launch::async, [&] { return ivshmem::recv_msg(p.b.get(), 2000); });
+  auto fut = std::async(std::launch::async, [&] { return ivshmem::recv_msg(p.b.get(), 10000); });
   std::this_thread::sleep_for(50ms);
   send_raw(p.a.get(), bytes + 3, 5);
   auto m = fut.get();
@@ -212,7 +212,7 @@ TEST(IvshmemProtocol, SignalsDoNotInterruptAReceive) {
   std::promise<pthread_t> tid;
   auto fut = std::async(std::launch::async, [&] {
     tid.set_value(::pthread_self());
-    return ivshmem::recv_msg(p.b.get(), 3000);
+    return ivshmem::recv_msg(p.b.get(), 10000);
   });
   const pthread_t t = tid.get_future().get();
   for (int i = 0; i < 5; ++i) {

@@ -31,7 +31,7 @@ UniqueFd raw_connect(const std::string& path) {
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) fd.reset();
-  const timeval tv{2, 0};  // a missing message fails the test instead of hanging it
+  const timeval tv{10, 0};  // a missing message fails the test instead of hanging it
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
 }

@@ -84,8 +84,10 @@ TEST(FailPolicy, ClosedOnDeadlineMiss) {
   Harness h({{"s1", 1}, {"s2", 2}}, Harness::small_config(), nullptr, 30'000'000);
   h.start_svm(1, literal("block 1 BAD\n"));
   h.start_svm(2, std::make_unique<HangEngine>(gate));
-  // 50 ms per step: the hung engine's busy time goes stale, its heartbeat does not.
-  ASSERT_TRUE(h.plane().update_chains(chains({{1, {{"s1"}, {"s2"}}, false}}, 50'000)).ok());
+  // 1 s per step: the hung engine's busy time goes stale, its heartbeat does not. Not shorter:
+  // on a loaded machine a healthy SVM thread can miss a 50 ms window (and s1, checked first,
+  // would be blamed for a late heartbeat); the engine stays hung until the gate opens anyway.
+  ASSERT_TRUE(h.plane().update_chains(chains({{1, {{"s1"}, {"s2"}}, false}}, 1'000'000)).ok());
   ASSERT_TRUE(h.plane().open_stream(stream_info(1), 1).ok());
   ASSERT_TRUE(h.plane().open_stream(stream_info(2), 1).ok());
   ASSERT_TRUE(h.submit(1, kOut, "ok").ok());

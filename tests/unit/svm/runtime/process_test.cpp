@@ -114,7 +114,7 @@ TEST_F(SvmProcess, InspectsThroughTheIvshmemServerAndFailsClosedWhenItStops) {
   const std::string sock = dir_ + "/ivshmem.sock";
   spawn(*server_, {TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M", shm_, "-l", "4M", "-n", "1"},
         dir_ + "/server.err");
-  for (int i = 0; i < 400 && !std::filesystem::exists(sock); ++i) {
+  for (int i = 0; i < 2000 && !std::filesystem::exists(sock); ++i) {  // 20 s: a loaded machine
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_TRUE(std::filesystem::exists(sock)) << slurp(dir_ + "/server.err");
@@ -192,7 +192,7 @@ TEST_F(SvmProcess, TwoSvmProcessesHandOffDirectlyAndAKillIsADeparture) {
   const std::string sock = dir_ + "/ivshmem.sock";
   spawn(*server_, {TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M", shm_, "-l", "4M", "-n", "1"},
         dir_ + "/server.err");
-  for (int i = 0; i < 400 && !std::filesystem::exists(sock); ++i) {
+  for (int i = 0; i < 2000 && !std::filesystem::exists(sock); ++i) {  // 20 s: a loaded machine
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_TRUE(std::filesystem::exists(sock)) << slurp(dir_ + "/server.err");
