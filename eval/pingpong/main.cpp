@@ -67,7 +67,8 @@ int fail(const char* who, const Error& e) {
 
 // Attaches the region, retrying while the ponger is still formatting it.
 Result<RegionView> attach_when_ready(const ShmMapping& map) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);  // as long as first_peer waits
   for (;;) {
     auto v = RegionView::attach(map.bytes());
     if (v || (v.error().code != EAGAIN && v.error().code != EPROTO) ||

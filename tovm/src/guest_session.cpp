@@ -354,12 +354,14 @@ bool GuestSession::format_lane_rings(std::uint32_t lane, rpc::SpscRing& req, rpc
 rpc::Result<std::uint32_t> GuestSession::open_lane(std::uint32_t pid, rpc::PeerId peer,
                                                    std::uint16_t vector, bool via_agent) {
   // In VM mode the last lane is the agent's (rpc/agent_lane.h): never a process lane.
-  drain_process_lanes();  // before the new process can send its first request
   const auto limit =
       opts_.vm_agent ? rpc::agent_lane(opts_.channel) : static_cast<std::uint32_t>(lanes_.size());
   std::uint32_t lane = 0;
   while (lane < limit && (lanes_[lane].active || lanes_[lane].dying)) ++lane;
   if (lane == limit) return rpc::Error{EBUSY, "no free lane"};
+  // Before the new process can send its first request; only for a lane that opens, so that a
+  // refused hello costs nothing. Draining cannot take `lane`: it is not active.
+  drain_process_lanes();
   rpc::SpscRing req, cpl;
   if (!format_lane_rings(lane, req, cpl)) return rpc::Error{EIO, "lane rings"};
   Lane& l = lanes_[lane];

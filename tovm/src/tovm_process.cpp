@@ -8,6 +8,7 @@
 #include <cstring>
 #include <latch>
 #include <string>
+#include <system_error>
 
 #include "tosec/rpc/cpu_list.h"
 
@@ -79,32 +80,45 @@ rpc::Status TovmProcess::run(const std::function<void()>& on_started) {
   // after "ready" every status answer names the worker's own CPU and /proc shows it pinned.
   // (Pinning from here after the thread starts left a window where worker i ran, and answered,
   // on worker 0's CPU.)
-  std::latch pinned(static_cast<std::ptrdiff_t>(workers_.size() - 1));
-  for (std::size_t i = 1; i < workers_.size(); ++i) {
-    Worker* w = workers_[i].get();
-    const bool pin = !cpus_.empty();
-    const unsigned cpu = pin ? rpc::cpu_for(i, cpus_) : 0;
-    threads_.emplace_back([w, i, pin, cpu, &pinned] {
-      if (pin) {
-        // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
-        const cpu_set_t set = one_cpu(cpu);
-        if (const int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
-            err != 0) {
-          std::fprintf(stderr, "tosec-tovm: worker %zu stays unpinned: CPU %u: %s\n", i, cpu,
-                       std::strerror(err));
+  const std::size_t others = workers_.size() - 1;
+  std::latch pinned(static_cast<std::ptrdiff_t>(others));
+  threads_.reserve(others);
+  try {
+    for (std::size_t i = 1; i < workers_.size(); ++i) {
+      Worker* w = workers_[i].get();
+      const bool pin = !cpus_.empty();
+      const unsigned cpu = pin ? rpc::cpu_for(i, cpus_) : 0;
+      threads_.emplace_back([w, i, pin, cpu, &pinned] {
+        if (pin) {
+          // Checked in create(): a refusal now means the cpuset changed under us; run unpinned.
+          const cpu_set_t set = one_cpu(cpu);
+          if (const int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+              err != 0) {
+            std::fprintf(stderr, "tosec-tovm: worker %zu stays unpinned: CPU %u: %s\n", i, cpu,
+                         std::strerror(err));
+          }
         }
-      }
-      pinned.count_down();  // last use of `pinned`: run() waits for it below
-      (void)w->run();
-    });
+        pinned.count_down();  // last use of `pinned`: run() waits for it below
+        (void)w->run();
+      });
+    }
+  } catch (const std::system_error& e) {  // no thread left (RLIMIT_NPROC, memory)
+    pinned.count_down(static_cast<std::ptrdiff_t>(others - threads_.size()));
+    pinned.wait();  // the started threads are done with `pinned` before it goes
+    stop_and_join_others();
+    return rpc::Error{e.code().value(), std::string("cannot start a worker thread: ") + e.what()};
   }
   pinned.wait();
   if (on_started) on_started();
   auto s = workers_.front()->run();
+  stop_and_join_others();
+  return s;
+}
+
+void TovmProcess::stop_and_join_others() {
   for (std::size_t i = 1; i < workers_.size(); ++i) workers_[i]->request_stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
-  return s;
 }
 
 }  // namespace tosec::tovm

@@ -32,11 +32,12 @@ cfg="$APPS_TMP/up.toml"
 rt="$APPS_TMP/rt"
 follow_pid=""
 trap 'rc=$?; set +e; [[ -n "$follow_pid" ]] && kill "$follow_pid" 2>/dev/null; "$TOSEC" down -c "$cfg" >/dev/null 2>&1; (exit $rc); _apps_cleanup' EXIT
-# A free port below the kernel's ephemeral range (ip_local_port_range starts at 32768), so that
-# no connection made before tosec-hostd binds it (curl, the TOE's) can take it meanwhile.
+# A free port below the kernel's ephemeral range (ip_local_port_range), so that no connection
+# made before tosec-hostd binds it (curl, the TOE's) can take it meanwhile.
 mport="$(/usr/bin/python3 -c '
 import random, socket
-for p in random.sample(range(20000, 32000), 200):
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for p in random.sample(range(max(1024, low - 12000), low), 200):
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", p)); print(p); break
@@ -45,7 +46,7 @@ for p in random.sample(range(20000, 32000), 200):
     finally:
         s.close()
 ')"
-[[ -n "$mport" ]] || fail "no free port in 20000-31999 for the metrics listener"
+[[ -n "$mport" ]] || fail "no free port below the ephemeral range for the metrics listener"
 cat >"$cfg" <<TOML
 # Written by tests/integration/hostd/hostd.sh
 [platform]

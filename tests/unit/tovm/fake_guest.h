@@ -43,8 +43,10 @@ inline bool wait_for(const std::function<bool()>& cond, int timeout_ms = kWaitMs
 class FakeGuest {
  public:
   // Returns nullptr with `error` set on failure.
+  // `after_hello` runs once the hello is sent, before the wait for the welcome.
   static std::unique_ptr<FakeGuest> join(const std::string& ivshmem, const std::string& sidecar,
-                                         std::string& error) {
+                                         std::string& error,
+                                         const std::function<void()>& after_hello = {}) {
     std::unique_ptr<FakeGuest> g(new FakeGuest());
     if (auto s = g->ivs_.connect(ivshmem); !s) {
       error = "ivshmem: " + s.message();
@@ -76,6 +78,7 @@ class FakeGuest {
       error = "sidecar hello: " + std::string(std::strerror(errno));
       return nullptr;
     }
+    if (after_hello) after_hello();
     pollfd p{g->side_.get(), POLLIN, 0};
     if (::poll(&p, 1, kWaitMs) != 1 ||
         ::recv(g->side_.get(), &g->welcome_, sizeof g->welcome_, 0) != sizeof g->welcome_) {

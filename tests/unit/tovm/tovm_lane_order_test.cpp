@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
-#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,14 +48,10 @@ TEST(TovmLaneOrder, ANewLaneIsServedAfterWhatOtherLanesQueuedBeforeIt) {
     posts.push_back(d);
   }
   ASSERT_TRUE(parent->post_many(posts.data(), static_cast<std::uint32_t>(posts.size())));
-  auto joining = std::async(std::launch::async, [&] {
-    std::string e;
-    auto g = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, e);
-    return std::make_pair(std::move(g), e);
-  });
-  toe.resume();
-  auto [child, join_err] = joining.get();
-  ASSERT_TRUE(child) << join_err;
+  // The TOE goes on only once the child's hello is queued: all 4,096 are still waiting then.
+  auto child =
+      FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err, [&] { toe.resume(); });
+  ASSERT_TRUE(child) << err;
   EXPECT_NE(child->lane(), parent->lane());
   EXPECT_EQ(child->getsockopt_int(sock, SOL_SOCKET, SO_KEEPALIVE), 1)
       << "the child's request overtook the parent's last posted option";

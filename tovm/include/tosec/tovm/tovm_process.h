@@ -37,13 +37,15 @@ class TovmProcess {
 
   // Runs worker 0 here and the others on their threads until a signal; then stops and joins all.
   // on_started (main prints "ready") runs once every worker thread exists and is on its CPU,
-  // before worker 0 serves anything.
+  // before worker 0 serves anything. A worker thread that cannot be started: an error, after the
+  // ones already started are stopped and joined.
   rpc::Status run(const std::function<void()>& on_started = {});
   void request_stop() { workers_.front()->request_stop(); }  // thread-safe: run() then returns
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
  private:
   TovmProcess() = default;
+  void stop_and_join_others();  // workers 1..n: stopped, their threads joined
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::vector<unsigned> cpus_;  // --cpus; empty: no pinning
