@@ -294,7 +294,7 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
     RxConsumeResult res;
     bool arrived = false;
     {
-      RxLock lk(s->slot->rx_lock);
+      RxLock lk(s->slot->rx_lock, s->p->rx_lock_owner());
       res = rx_consume(ring, iov, peek, dgram, give_back);
       if (res.error != 0) return -EIO;
       // Consumed everything: A must stop looking readable, unless EOF/error keep it so.
@@ -357,7 +357,7 @@ long op_recvmsg(int fd, msghdr* msg, int flags) {
       if (st == rpc::SocketState::kOpen || st == rpc::SocketState::kListening) return -ENOTCONN;
     }
     {
-      RxLock lk(s->slot->rx_lock);
+      RxLock lk(s->slot->rx_lock, s->p->rx_lock_owner());
       if (ring.empty() && rearm_readable(*s)) continue;
     }
     if (nonblock) return got > 0 ? static_cast<long>(got) : -EAGAIN;
@@ -447,7 +447,7 @@ long op_ioctl(int fd, unsigned long request, void* arg) {
       if (s->slot->state.load() == rpc::SocketState::kListening) return -EINVAL;
       std::size_t n;
       {
-        RxLock lk(s->slot->rx_lock);
+        RxLock lk(s->slot->rx_lock, s->p->rx_lock_owner());
         n = rx_readable(s->p->rx_ring(s->ref.id), !s->stream());
       }
       const int v = static_cast<int>(std::min<std::size_t>(n, INT32_MAX));

@@ -79,6 +79,8 @@ class Platform {
   // wait on the lane, so they would not notice a dead TOE otherwise).
   bool check_dead();
   int sidecar_fd() const { return sidecar_.get(); }
+  // What this process writes into a SocketSlot::rx_lock it holds (our lane: guest_channel.h).
+  std::uint32_t rx_lock_owner() const { return rpc::rx_lock_owner(lane_); }
 
   // ---- lane ----
   // Submits `d` (request_id assigned here) and waits for its completion. For kSocket/kAccept,

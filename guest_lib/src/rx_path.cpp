@@ -2,6 +2,7 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,10 +12,10 @@ namespace tosec::guest {
 
 namespace {
 
-void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected) {
-  // Shared (not FUTEX_PRIVATE_FLAG): the word lives in memory several processes map.
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, nullptr, nullptr,
-          0);
+// Shared futexes (not FUTEX_PRIVATE_FLAG): the word lives in memory several processes map.
+void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, int timeout_ms) {
+  const timespec ts{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000};
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 void futex_wake_one(std::atomic<std::uint32_t>& w) {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, 1, nullptr, nullptr, 0);
@@ -22,18 +23,30 @@ void futex_wake_one(std::atomic<std::uint32_t>& w) {
 
 }  // namespace
 
-RxLock::RxLock(std::atomic<std::uint32_t>& word) : w_(word) {
+// Drepper's "mutex 3" with the owner in the word: once contended, whoever takes the lock keeps
+// the waiters bit (there may be others), and unlock wakes one if it was set.
+RxLock::RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner) : w_(word) {
   std::uint32_t c = 0;
-  if (w_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
-  if (c != 2) c = w_.exchange(2, std::memory_order_acquire);
-  while (c != 0) {
-    futex_wait(w_, 2);
-    c = w_.exchange(2, std::memory_order_acquire);
+  if (w_.compare_exchange_strong(c, owner, std::memory_order_acquire)) return;
+  for (;;) {
+    if (c == 0) {
+      if (w_.compare_exchange_weak(c, owner | rpc::kRxLockWaiters, std::memory_order_acquire)) {
+        return;
+      }
+      continue;  // c holds the value seen
+    }
+    if ((c & rpc::kRxLockWaiters) == 0 &&
+        !w_.compare_exchange_weak(c, c | rpc::kRxLockWaiters, std::memory_order_relaxed)) {
+      continue;
+    }
+    // A timeout is no error: the holder may be gone and the TOE have freed the word.
+    futex_wait(w_, c | rpc::kRxLockWaiters, kRxLockWaitSliceMs);
+    c = w_.load(std::memory_order_relaxed);
   }
 }
 
 RxLock::~RxLock() {
-  if (w_.exchange(0, std::memory_order_release) == 2) futex_wake_one(w_);
+  if ((w_.exchange(0, std::memory_order_release) & rpc::kRxLockWaiters) != 0) futex_wake_one(w_);
 }
 
 RxRing make_rx_ring(const rpc::GuestChannel& ch, std::uint32_t id) {

@@ -21,10 +21,15 @@
 
 namespace tosec::guest {
 
-// Process-shared futex mutex on SocketSlot::rx_lock (0 free, 1 locked, 2 locked + waiters).
+// Process-shared futex mutex on SocketSlot::rx_lock: 0 free, else the holder's
+// rpc::rx_lock_owner(lane), plus rpc::kRxLockWaiters once somebody waited. A holder that dies
+// with the lock is freed by the TOE when it reclaims the lane (guest_channel.h); waiters wait in
+// slices of kRxLockWaitSliceMs so they notice without a wake-up.
+inline constexpr int kRxLockWaitSliceMs = 50;
 class RxLock {
  public:
-  explicit RxLock(std::atomic<std::uint32_t>& word);
+  // `owner`: rpc::rx_lock_owner(our lane), never 0 and never with kRxLockWaiters.
+  RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner);
   ~RxLock();
   RxLock(const RxLock&) = delete;
   RxLock& operator=(const RxLock&) = delete;

@@ -292,7 +292,7 @@ long op_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
     if (s->local->rd_shut.load()) return -EINVAL;
     if (s->slot->accept_ready.load(std::memory_order_acquire) == 0) {
       {
-        RxLock lk(s->slot->rx_lock);
+        RxLock lk(s->slot->rx_lock, s->p->rx_lock_owner());
         if (s->slot->accept_ready.load(std::memory_order_acquire) == 0 && rearm_readable(*s)) {
           continue;
         }
@@ -333,7 +333,7 @@ long op_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
       // Took the last one: A must stop looking readable, or a blocking accept after a poll
       // would block (spurious readiness is only harmless for non-blocking sockets). Left
       // some: A must look readable for them.
-      RxLock lk(s->slot->rx_lock);
+      RxLock lk(s->slot->rx_lock, s->p->rx_lock_owner());
       if (s->slot->accept_ready.load(std::memory_order_acquire) == 0) {
         (void)rearm_readable(*s);
       } else {

@@ -2,9 +2,11 @@
 // sockets and the data path: guest_session_io.cpp.
 #include "tosec/tovm/guest_session.h"
 
+#include <linux/futex.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -452,6 +454,7 @@ void GuestSession::reclaim_lane(std::uint32_t lane) {
   for (std::uint32_t c = first; c < first + opts_.channel.tx_chunks_per_lane; ++c) {
     if (tx_held_.holds(c)) (void)tx_held_.give(c);
   }
+  release_rx_locks(lane);
   const std::uint32_t epoch = l.epoch + 1;
   if (l.sidecar.valid()) epoll_del(l.sidecar.get());
   const bool agent = l.agent;
@@ -463,6 +466,27 @@ void GuestSession::reclaim_lane(std::uint32_t lane) {
     // on fresh rings. Whatever the agent held goes with it.
     drop_agent();
     activate_agent_lane();
+  }
+}
+
+// A process that died inside a receive left its socket's rx_lock naming its lane; the processes
+// that share the socket would wait for it forever. Clear it (the CAS leaves a word that changed
+// meanwhile alone), and wake waiters that share our kernel; others see it at their next slice.
+// The lane cannot be given out again before this returns, so the owner value names only the dead.
+void GuestSession::release_rx_locks(std::uint32_t lane) {
+  const std::uint32_t owner = rpc::rx_lock_owner(lane);
+  for (std::uint32_t id = 0; id < opts_.channel.max_sockets; ++id) {
+    std::atomic<std::uint32_t>& w = channel_.slot(id)->rx_lock;
+    std::uint32_t seen = w.load(std::memory_order_relaxed);
+    if ((seen & ~rpc::kRxLockWaiters) != owner) continue;
+    if (!w.compare_exchange_strong(seen, 0, std::memory_order_release)) continue;
+    ++counters_.rx_locks_released;
+    log(LogLevel::kInfo, "lane " + std::to_string(lane) + " died holding socket " +
+                             std::to_string(id) + "'s rx lock: released");
+    if ((seen & rpc::kRxLockWaiters) != 0) {
+      syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, INT32_MAX, nullptr,
+              nullptr, 0);
+    }
   }
 }
 
@@ -578,6 +602,7 @@ std::string GuestSession::status_json() {
     << ",\"stale_buffer_returns\":" << counters_.stale_buffer_returns
     << ",\"async_setsockopt_failures\":" << counters_.async_setsockopt_failures
     << ",\"guests_reclaimed\":" << counters_.guests_reclaimed
+    << ",\"rx_locks_released\":" << counters_.rx_locks_released
     << ",\"rx_chunks_lent\":" << rx_alloc_.lent_count()
     << ",\"tx_chunks_held\":" << tx_held_.held_count()
     << ",\"streams_blocked\":" << counters_.streams_blocked;

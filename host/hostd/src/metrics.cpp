@@ -97,6 +97,8 @@ void guest_metrics(Families& f, const std::string& guest, const JsonValue& j) {
        "Guest requests rejected by validation"},
       {"guests_reclaimed", "tosec_guest_reclaimed_total",
        "Guest processes whose sockets were reclaimed"},
+      {"rx_locks_released", "tosec_guest_rx_locks_released_total",
+       "Socket receive locks freed after their holder process died"},
   };
   for (const auto& c : kCounters) {
     if (const auto* v = number_field(j, c.key)) f.add(c.name, "counter", c.help, g, v->number);

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -70,7 +72,7 @@ class RxPathTest : public ::testing::Test {
     } else {
       iov.push_back({r.data.data(), n});
     }
-    RxLock lk(rx_.slot->rx_lock);
+    RxLock lk(rx_.slot->rx_lock, rpc::rx_lock_owner(0));
     r.res = rx_consume(rx_, iov, peek, dgram, [&](std::uint32_t c) { r.returned.push_back(c); });
     r.data.resize(dgram ? std::min(n, r.res.dgram_len) : r.res.copied);
     return r;
@@ -111,7 +113,7 @@ TEST_F(RxPathTest, ChunksComeBackOnlyAfterTheTailMoved) {
   std::vector<std::uint32_t> tails;
   std::string buf(64, '\0');
   iovec v{buf.data(), buf.size()};
-  RxLock lk(rx_.slot->rx_lock);
+  RxLock lk(rx_.slot->rx_lock, rpc::rx_lock_owner(0));
   auto r = rx_consume(rx_, std::span<const iovec>(&v, 1), false, false,
                       [&](std::uint32_t) { tails.push_back(rx_.ring->tail.load()); });
   EXPECT_EQ(r.copied, 16U);
@@ -229,6 +231,57 @@ TEST_F(RxPathTest, RxLockSerialisesConsumers) {
   c2.join();
   EXPECT_EQ(total.load(), std::size_t{kEntries} * 4);
   EXPECT_TRUE(rx_.empty());
+}
+
+// The word names the holder's lane (+1) so that the TOE can free it when that lane dies.
+TEST(RxLock, WordNamesTheHolderUntilUnlock) {
+  std::atomic<std::uint32_t> w{0};
+  {
+    RxLock lk(w, rpc::rx_lock_owner(3));
+    EXPECT_EQ(w.load(), 4U);
+  }
+  EXPECT_EQ(w.load(), 0U);
+}
+
+// A holder that died with the lock: the waiter marks the word, and takes the lock once the TOE
+// clears it, with no wake-up (a TOE in another kernel cannot give one).
+TEST(RxLock, AWaiterTakesALockClearedWithoutAWakeUp) {
+  std::atomic<std::uint32_t> w{rpc::rx_lock_owner(5)};
+  std::atomic<bool> got{false};
+  std::thread waiter([&] {
+    RxLock lk(w, rpc::rx_lock_owner(1));
+    got.store(true);
+    EXPECT_EQ(w.load(), rpc::rx_lock_owner(1) | rpc::kRxLockWaiters);
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (w.load() != (rpc::rx_lock_owner(5) | rpc::kRxLockWaiters) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(w.load(), rpc::rx_lock_owner(5) | rpc::kRxLockWaiters);
+  EXPECT_FALSE(got.load());
+  w.store(0);  // what the TOE does when it reclaims lane 4
+  waiter.join();
+  EXPECT_TRUE(got.load());
+  EXPECT_EQ(w.load(), 0U);
+}
+
+TEST(RxLock, ExcludesUnderContention) {
+  std::atomic<std::uint32_t> w{0};
+  std::uint64_t counter = 0;  // plain: the lock is all that protects it
+  constexpr int kEach = 20000;
+  auto work = [&](std::uint32_t lane) {
+    for (int i = 0; i < kEach; ++i) {
+      RxLock lk(w, rpc::rx_lock_owner(lane));
+      ++counter;
+    }
+  };
+  std::thread a(work, 0);
+  std::thread b(work, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(counter, std::uint64_t{2} * kEach);
+  EXPECT_EQ(w.load(), 0U);
 }
 
 }  // namespace

@@ -215,5 +215,37 @@ TEST(TovmRobustness, KilledGuestProcessHasItsSocketsClosedAndBuffersReclaimed) {
   EXPECT_LE(::recv(peer.get(), buf, sizeof buf, 0), 0);
 }
 
+// A process that dies holding a socket's rx_lock (inside a receive): the TOE frees the lock as
+// it reclaims the lane, so the processes that share the socket go on; a lock that names a live
+// lane stays as it is.
+TEST(TovmRobustness, AReclaimedLaneFreesTheRxLocksItHeld) {
+  ToeHarness toe;
+  ASSERT_TRUE(toe.ok()) << toe.error();
+  std::string err;
+  auto survivor = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(survivor) << err;
+  auto dying = FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err);
+  ASSERT_TRUE(dying) << err;
+  rpc::UniqueFd a1, a2;  // kept open here: the sockets outlive the dying process
+  const std::int64_t s1 = dying->socket(AF_INET, SOCK_STREAM, a1);
+  const std::int64_t s2 = survivor->socket(AF_INET, SOCK_STREAM, a2);
+  ASSERT_GE(s1, 0);
+  ASSERT_GE(s2, 0);
+  rpc::SocketSlot* held = survivor->slot(static_cast<std::uint32_t>(s1));
+  rpc::SocketSlot* live = survivor->slot(static_cast<std::uint32_t>(s2));
+  const std::uint32_t generation = held->generation.load();
+  held->rx_lock.store(rpc::rx_lock_owner(dying->lane()) | rpc::kRxLockWaiters);
+  live->rx_lock.store(rpc::rx_lock_owner(survivor->lane()));
+  dying.reset();  // its sidecar closes: the process is gone
+  ASSERT_TRUE(wait_for([&] { return toe.stat("guests_reclaimed") == 1; })) << toe.status();
+  EXPECT_EQ(held->rx_lock.load(), 0U);
+  EXPECT_EQ(live->rx_lock.load(), rpc::rx_lock_owner(survivor->lane()));
+  EXPECT_EQ(toe.stat("rx_locks_released"), 1);
+  // Freed, not recycled: the socket is still the one the survivor shares.
+  EXPECT_EQ(held->generation.load(), generation);
+  EXPECT_EQ(held->state.load(), rpc::SocketState::kOpen);
+  live->rx_lock.store(0);
+}
+
 }  // namespace
 }  // namespace tosec::tovm::test

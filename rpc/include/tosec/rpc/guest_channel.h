@@ -70,7 +70,8 @@
 
 namespace tosec::rpc {
 
-inline constexpr std::uint32_t kGuestChannelVersion = 2;  // 2: kRxClaimed, readiness counts
+// 2: kRxClaimed, readiness counts; 3: rx_lock names its owner's lane (kRxLockWaiters)
+inline constexpr std::uint32_t kGuestChannelVersion = 3;
 
 struct GuestChannelConfig {
   std::uint32_t lanes = 16;               // guest processes served at once
@@ -121,6 +122,14 @@ inline constexpr char kPlaceholderSentinel = 'S';
 // SocketSlot::rx_signalled while a blocked reader spins on the rx ring: write no readiness byte.
 inline constexpr std::uint32_t kRxClaimed = 2;
 
+// SocketSlot::rx_lock, the futex word of the guest processes that share a socket: 0 free, else
+// the holder's lane + 1 (bits 0-30), with kRxLockWaiters set once a process waited for it.
+// Naming the lane lets the TOE free a lock whose holder died with it (docs/guest-lib.md, fork):
+// when it reclaims a lane it clears every rx_lock that names it. Waiters wait with a timeout, so
+// they see that without a wake-up (a TOE in another kernel, VM mode, cannot give one).
+inline constexpr std::uint32_t kRxLockWaiters = 1U << 31;
+constexpr std::uint32_t rx_lock_owner(std::uint32_t lane) { return lane + 1; }
+
 // SocketSlot::events bits (published by the TOE).
 inline constexpr std::uint32_t kEvPeerClosed = 1U
                                                << 0;    // FIN received: recv returns 0 when drained
@@ -167,7 +176,8 @@ struct SocketSlot {
   alignas(kCacheLine) std::atomic<std::uint32_t> rx_signalled;  // 1: a byte is in A; or kRxClaimed
   std::atomic<std::uint32_t> tx_blocked;   // guest filled A (set after the fill); TOE drains B
                                            // only when it takes this set (exchange(0))
-  std::atomic<std::uint32_t> rx_lock;      // futex word: guest processes sharing this socket
+  std::atomic<std::uint32_t> rx_lock;      // futex word of the processes sharing this socket
+                                           // (rx_lock_owner, kRxLockWaiters)
   std::uint32_t rx_offset;                 // bytes of the head rx entry already consumed
   std::atomic<std::uint32_t> nonblock;     // O_NONBLOCK of A's open file description (mirror)
   std::atomic<std::uint32_t> tx_inflight;  // bytes sent by the guest, not yet completed

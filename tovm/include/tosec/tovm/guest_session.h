@@ -73,6 +73,7 @@ struct SessionCounters {
   std::uint64_t stale_buffer_returns = 0;       // kBufferReturn for a loan already ended (benign)
   std::uint64_t async_setsockopt_failures = 0;  // posted (no-reply) setsockopts that failed
   std::uint64_t guests_reclaimed = 0;           // lanes of dead guest processes reclaimed
+  std::uint64_t rx_locks_released = 0;          // rx_locks a reclaimed lane died holding
   std::uint64_t lanes_closed_broken = 0;
   std::uint64_t streams_blocked = 0;       // connections reset by an SVM chain's verdict
   std::uint64_t streams_inspected = 0;     // connections a policy sent through a chain
@@ -177,6 +178,7 @@ class GuestSession {
   bool format_lane_rings(std::uint32_t lane, rpc::SpscRing& req, rpc::SpscRing& cpl);
   void mark_lane_dying(std::uint32_t lane, const char* why);
   void reclaim_lane(std::uint32_t lane);
+  void release_rx_locks(std::uint32_t lane);  // held by the dead process of `lane`
   void on_peer_left(rpc::PeerId peer);
   std::span<std::byte> lane_area(std::uint32_t lane) const;
 
