@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace tosec::guest {
@@ -13,9 +14,18 @@ namespace tosec::guest {
 namespace {
 
 // Shared futexes (not FUTEX_PRIVATE_FLAG): the word lives in memory several processes map.
+// Waits until the word may have changed from `expected`, at most timeout_ms. Where the kernel
+// cannot key a futex on the mapping (EFAULT: VM mode maps the ivshmem BAR, a PFN mapping) it
+// naps 100 us instead: a holder keeps the lock for microseconds, and nothing can wake us there.
 void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, int timeout_ms) {
   const timespec ts{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000};
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, &ts, nullptr, 0);
+  if (syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, &ts, nullptr,
+              0) == 0 ||
+      errno == EAGAIN || errno == ETIMEDOUT || errno == EINTR) {
+    return;
+  }
+  const timespec nap{0, 100'000};
+  nanosleep(&nap, nullptr);
 }
 void futex_wake_one(std::atomic<std::uint32_t>& w) {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, 1, nullptr, nullptr, 0);
@@ -25,7 +35,7 @@ void futex_wake_one(std::atomic<std::uint32_t>& w) {
 
 // Drepper's "mutex 3" with the owner in the word: once contended, whoever takes the lock keeps
 // the waiters bit (there may be others), and unlock wakes one if it was set.
-RxLock::RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner) : w_(word) {
+RxLock::RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner) : w_(word), owner_(owner) {
   std::uint32_t c = 0;
   if (w_.compare_exchange_strong(c, owner, std::memory_order_acquire)) return;
   for (;;) {
@@ -45,8 +55,16 @@ RxLock::RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner) : w_(word)
   }
 }
 
+// Only our own lock is released: if the TOE freed it (it took our lane for a dead process) and
+// somebody else holds it now, theirs is left alone.
 RxLock::~RxLock() {
-  if ((w_.exchange(0, std::memory_order_release) & rpc::kRxLockWaiters) != 0) futex_wake_one(w_);
+  std::uint32_t c = w_.load(std::memory_order_relaxed);
+  while ((c & ~rpc::kRxLockWaiters) == owner_) {
+    if (w_.compare_exchange_weak(c, 0, std::memory_order_release)) {
+      if ((c & rpc::kRxLockWaiters) != 0) futex_wake_one(w_);
+      return;
+    }
+  }
 }
 
 RxRing make_rx_ring(const rpc::GuestChannel& ch, std::uint32_t id) {

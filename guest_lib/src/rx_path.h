@@ -24,7 +24,8 @@ namespace tosec::guest {
 // Process-shared futex mutex on SocketSlot::rx_lock: 0 free, else the holder's
 // rpc::rx_lock_owner(lane), plus rpc::kRxLockWaiters once somebody waited. A holder that dies
 // with the lock is freed by the TOE when it reclaims the lane (guest_channel.h); waiters wait in
-// slices of kRxLockWaitSliceMs so they notice without a wake-up.
+// slices of kRxLockWaitSliceMs so they notice without a wake-up (where futexes do not work on
+// the mapping, VM mode's BAR, they nap 100 us at a time instead).
 inline constexpr int kRxLockWaitSliceMs = 50;
 class RxLock {
  public:
@@ -36,6 +37,7 @@ class RxLock {
 
  private:
   std::atomic<std::uint32_t>& w_;
+  std::uint32_t owner_;
 };
 
 struct RxRing {

@@ -470,24 +470,40 @@ void GuestSession::reclaim_lane(std::uint32_t lane) {
 }
 
 // A process that died inside a receive left its socket's rx_lock naming its lane; the processes
-// that share the socket would wait for it forever. Clear it (the CAS leaves a word that changed
-// meanwhile alone), and wake waiters that share our kernel; others see it at their next slice.
-// The lane cannot be given out again before this returns, so the owner value names only the dead.
+// that share the socket would wait for it forever. Clear it (retrying while the word still names
+// the lane: a waiter may be setting the waiters bit), wake waiters that share our kernel (others
+// see it at their next slice), and re-signal the socket: the dead reader may have drained A, or
+// claimed the socket (kRxClaimed), without publishing it. The lane cannot be given out again
+// before this returns, so the owner value names only the dead. Only sockets that exist are
+// looked at: a guest cannot make this log or count for slots it filled with its own values.
 void GuestSession::release_rx_locks(std::uint32_t lane) {
   const std::uint32_t owner = rpc::rx_lock_owner(lane);
+  std::uint32_t released = 0;
   for (std::uint32_t id = 0; id < opts_.channel.max_sockets; ++id) {
-    std::atomic<std::uint32_t>& w = channel_.slot(id)->rx_lock;
+    if (sockets_.find(id) == nullptr) continue;
+    rpc::SocketSlot* slot = channel_.slot(id);
+    std::atomic<std::uint32_t>& w = slot->rx_lock;
     std::uint32_t seen = w.load(std::memory_order_relaxed);
-    if ((seen & ~rpc::kRxLockWaiters) != owner) continue;
-    if (!w.compare_exchange_strong(seen, 0, std::memory_order_release)) continue;
-    ++counters_.rx_locks_released;
-    log(LogLevel::kInfo, "lane " + std::to_string(lane) + " died holding socket " +
-                             std::to_string(id) + "'s rx lock: released");
+    bool freed = false;
+    while ((seen & ~rpc::kRxLockWaiters) == owner) {
+      if (w.compare_exchange_weak(seen, 0, std::memory_order_release)) {
+        freed = true;
+        break;
+      }
+    }
+    if (!freed) continue;
+    ++released;
     if ((seen & rpc::kRxLockWaiters) != 0) {
       syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, INT32_MAX, nullptr,
               nullptr, 0);
     }
+    slot->rx_signalled.store(0, std::memory_order_relaxed);
+    resignal_readable(id);
   }
+  if (released == 0) return;
+  counters_.rx_locks_released += released;
+  log(LogLevel::kInfo, "lane " + std::to_string(lane) + " died holding " +
+                           std::to_string(released) + " socket rx lock(s): released");
 }
 
 std::span<std::byte> GuestSession::lane_area(std::uint32_t lane) const {

@@ -532,17 +532,23 @@ void GuestSession::op_buffer_return(const rpc::Descriptor& d) {
   resume_paused();
 }
 
+// A readable if anything is there to read (the guest's flag reset first: whatever it says is
+// stale), and a socket paused for want of rx room resumed.
+void GuestSession::resignal_readable(std::uint32_t id) {
+  TSocket& s = sockets_.at(id);
+  auto ring = s.rx;  // copy: reading the consumer index must not disturb our producer end
+  const bool data = ring.free_slots() < ring.capacity();
+  if (data || s.peer_closed || s.so_error != 0 || s.reset || !s.acceptq.empty()) {
+    channel_.slot(id)->rx_signalled.store(0, std::memory_order_relaxed);
+    signal_readable(id);
+  }
+  if (s.rx_paused) resume_paused();
+}
+
 void GuestSession::op_kick(const rpc::Descriptor& d) {
   TSocket& s = sockets_.at(d.socket);
-  rpc::SocketSlot* slot = channel_.slot(d.socket);
   if (d.arg0 == 1) {
-    auto ring = s.rx;  // copy: reading the consumer index must not disturb our producer end
-    const bool data = ring.free_slots() < ring.capacity();
-    if (data || s.peer_closed || s.so_error != 0 || s.reset || !s.acceptq.empty()) {
-      slot->rx_signalled.store(0, std::memory_order_relaxed);
-      signal_readable(d.socket);
-    }
-    if (s.rx_paused) resume_paused();
+    resignal_readable(d.socket);
   } else {
     const bool credit = s.state != rpc::SocketState::kConnecting && s.tx_bytes < s.tx_cap;
     if (credit) make_writable(d.socket);

@@ -260,10 +260,20 @@ TEST(RxLock, AWaiterTakesALockClearedWithoutAWakeUp) {
   }
   EXPECT_EQ(w.load(), rpc::rx_lock_owner(5) | rpc::kRxLockWaiters);
   EXPECT_FALSE(got.load());
-  w.store(0);  // what the TOE does when it reclaims lane 4
+  w.store(0);  // what the TOE does when it reclaims lane 5
   waiter.join();
   EXPECT_TRUE(got.load());
   EXPECT_EQ(w.load(), 0U);
+}
+
+// Unlock releases only our own lock: one the TOE freed and another lane took stays taken.
+TEST(RxLock, UnlockLeavesALockThatIsNoLongerOurs) {
+  std::atomic<std::uint32_t> w{0};
+  {
+    RxLock lk(w, rpc::rx_lock_owner(2));
+    w.store(rpc::rx_lock_owner(7));  // freed by the TOE, then taken by lane 7
+  }
+  EXPECT_EQ(w.load(), rpc::rx_lock_owner(7));
 }
 
 TEST(RxLock, ExcludesUnderContention) {

@@ -20,7 +20,8 @@ const char* const kBasic =
     R"({"guest":"web","pid":42,"worker":0,"uptime_s":3,"lanes":[7],"sockets":{"open":1,)"
     R"("connecting":0,"connected":2,"listening":1,"closing":0},"bytes_from_guest":100,)"
     R"("bytes_to_guest":200,"bytes_tx_wire":100,"bytes_rx_wire":200,)"
-    R"("rx_backpressure_events":0,"bad_descriptors":3,"guests_reclaimed":0})";
+    R"("rx_backpressure_events":0,"bad_descriptors":3,"guests_reclaimed":0,)"
+    R"("rx_locks_released":1})";
 
 const char* const kWithMetrics =
     R"({"guest":"web","bytes_from_guest":1,"topology_generation":4,"inspection":{"inflight":2,)"
@@ -51,6 +52,7 @@ TEST(HostdMetrics, GuestFieldsAndRoles) {
   EXPECT_NE(text.find("tosec_guest_sockets{guest=\"web\",state=\"connected\"} 2\n"),
             std::string::npos);
   EXPECT_NE(text.find("tosec_guest_up{guest=\"db\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("tosec_guest_rx_locks_released_total{guest=\"web\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("tosec_role_restarts_total{role=\"tovm\",kind=\"tovm\"} 2\n"),
             std::string::npos);
   EXPECT_NE(text.find("tosec_topology_generation 3\n"), std::string::npos);

@@ -235,12 +235,14 @@ TEST(TovmRobustness, AReclaimedLaneFreesTheRxLocksItHeld) {
   rpc::SocketSlot* live = survivor->slot(static_cast<std::uint32_t>(s2));
   const std::uint32_t generation = held->generation.load();
   held->rx_lock.store(rpc::rx_lock_owner(dying->lane()) | rpc::kRxLockWaiters);
+  held->rx_signalled.store(rpc::kRxClaimed);  // it was spinning for data when it died
   live->rx_lock.store(rpc::rx_lock_owner(survivor->lane()));
   dying.reset();  // its sidecar closes: the process is gone
   ASSERT_TRUE(wait_for([&] { return toe.stat("guests_reclaimed") == 1; })) << toe.status();
   EXPECT_EQ(held->rx_lock.load(), 0U);
   EXPECT_EQ(live->rx_lock.load(), rpc::rx_lock_owner(survivor->lane()));
   EXPECT_EQ(toe.stat("rx_locks_released"), 1);
+  EXPECT_EQ(held->rx_signalled.load(), 0U) << "the dead reader's claim would mute readiness";
   // Freed, not recycled: the socket is still the one the survivor shares.
   EXPECT_EQ(held->generation.load(), generation);
   EXPECT_EQ(held->state.load(), rpc::SocketState::kOpen);

@@ -125,8 +125,10 @@ inline constexpr std::uint32_t kRxClaimed = 2;
 // SocketSlot::rx_lock, the futex word of the guest processes that share a socket: 0 free, else
 // the holder's lane + 1 (bits 0-30), with kRxLockWaiters set once a process waited for it.
 // Naming the lane lets the TOE free a lock whose holder died with it (docs/guest-lib.md, fork):
-// when it reclaims a lane it clears every rx_lock that names it. Waiters wait with a timeout, so
-// they see that without a wake-up (a TOE in another kernel, VM mode, cannot give one).
+// when it reclaims a lane it clears every rx_lock that names it (and resets the socket's
+// rx_signalled, which the dead reader may have left claimed). Waiters wait with a timeout, so
+// they see that without a wake-up (a TOE in another kernel, VM mode, cannot give one). Unlock
+// clears the word only while it still names the unlocking lane.
 inline constexpr std::uint32_t kRxLockWaiters = 1U << 31;
 constexpr std::uint32_t rx_lock_owner(std::uint32_t lane) { return lane + 1; }
 

@@ -222,6 +222,7 @@ class GuestSession {
   void update_interest(std::uint32_t id);
   void resume_paused();
   void signal_readable(std::uint32_t id);
+  void resignal_readable(std::uint32_t id);  // kKick 1; a dead reader's socket
   void signal_arrival(std::uint32_t id);
   void write_readiness_byte(std::uint32_t id);
   void publish_paused(std::uint32_t id);
