@@ -377,6 +377,11 @@ std::string render_status_table(const std::string& runtime_dir, long supervisor_
     if (const JsonValue* r = v.get("guests_reclaimed"); r != nullptr && num(r) != "0") {
       details += "  " + g.guest + ": guest processes reclaimed: " + num(r) + "\n";
     }
+    // Not 0 means a process died inside a receive on a socket it shared (docs/guest-lib.md).
+    if (const JsonValue* r = v.get("rx_locks_released"); r != nullptr && num(r) != "0") {
+      details +=
+          "  " + g.guest + ": receive locks freed after their process died: " + num(r) + "\n";
+    }
   }
   if (!details.empty()) out += "\n" + details;
   out +=

@@ -10,7 +10,7 @@ const char* kToe =
     R"( {"lane": 1, "pid": 78}], "sockets": {"open": 1, "connecting": 2, "connected": 3,)"
     R"( "listening": 4, "closing": 5}, "bytes_from_guest": 1048576, "bytes_to_guest": 10,)"
     R"( "bytes_tx_wire": 0, "bytes_rx_wire": 1536, "rx_backpressure_events": 9,)"
-    R"( "bad_descriptors": 2, "guests_reclaimed": 1})";
+    R"( "bad_descriptors": 2, "guests_reclaimed": 1, "rx_locks_released": 2})";
 
 TEST(CliJson, ParsesTheToeStatus) {
   auto j = parse_json(kToe);
@@ -44,6 +44,8 @@ TEST(CliStatusTable, ShowsEveryColumn) {
   EXPECT_NE(t.find("1.5 KiB"), std::string::npos) << t;
   EXPECT_NE(t.find("g0: guest processes (lanes): 77 78"), std::string::npos) << t;
   EXPECT_NE(t.find("g0: TOE worker 3 on CPUs 1,3"), std::string::npos) << t;
+  EXPECT_NE(t.find("g0: guest processes reclaimed: 1"), std::string::npos) << t;
+  EXPECT_NE(t.find("g0: receive locks freed after their process died: 2"), std::string::npos) << t;
   EXPECT_NE(t.find("g1               unreachable: connection refused"), std::string::npos) << t;
 }
 
@@ -51,6 +53,7 @@ TEST(CliStatusTable, NoCpuLineWithoutACpuList) {
   const std::string t =
       render_status_table("/r", 1, {{"g0", R"({"pid": 1, "worker": 0, "cpus": ""})", ""}});
   EXPECT_EQ(t.find("TOE worker"), std::string::npos) << t;
+  EXPECT_EQ(t.find("receive locks"), std::string::npos) << t;  // absent: no line
 }
 
 TEST(CliStatusTable, MissingFieldsShowAsDash) {
