@@ -6,9 +6,10 @@
 //   tosec-channel-pingpong --socket /tmp/s.sock --role pinger --rounds 20000
 //
 // The ponger formats the region (as a TOVM formats a guest region); the pinger attaches it,
-// which validates the layout. Phase 1 measures the floor: doorbells alone (one eventfd write
-// and one wake-up a hop). Then one phase per notification mode: 64-byte messages through the
-// rings with the spin-then-sleep notifier.
+// which validates the layout. Either may start first: each takes the other as a peer that was
+// there when it connected, or as the next to join. Phase 1 measures the floor: doorbells alone (one
+// eventfd write and one wake-up a hop). Then one phase per notification mode: 64-byte messages
+// through the rings with the spin-then-sleep notifier.
 #include <getopt.h>
 #include <unistd.h>
 
