@@ -27,9 +27,6 @@ void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, int timeo
   const timespec nap{0, 100'000};
   nanosleep(&nap, nullptr);
 }
-void futex_wake_one(std::atomic<std::uint32_t>& w) {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
 
 }  // namespace
 
@@ -58,13 +55,7 @@ RxLock::RxLock(std::atomic<std::uint32_t>& word, std::uint32_t owner) : w_(word)
 // Only our own lock is released: if the TOE freed it (it took our lane for a dead process) and
 // somebody else holds it now, theirs is left alone.
 RxLock::~RxLock() {
-  std::uint32_t c = w_.load(std::memory_order_relaxed);
-  while ((c & ~rpc::kRxLockWaiters) == owner_) {
-    if (w_.compare_exchange_weak(c, 0, std::memory_order_release)) {
-      if ((c & rpc::kRxLockWaiters) != 0) futex_wake_one(w_);
-      return;
-    }
-  }
+  if ((rpc::rx_lock_release(w_, owner_) & rpc::kRxLockWaiters) != 0) rpc::rx_lock_wake(w_, 1);
 }
 
 RxRing make_rx_ring(const rpc::GuestChannel& ch, std::uint32_t id) {

@@ -1,5 +1,9 @@
 #include "tosec/rpc/guest_channel.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <bit>
 #include <cstring>
 #include <new>
@@ -169,6 +173,12 @@ Result<SpscRing> GuestChannel::rx_ring(std::uint32_t socket, RingEnd end) const 
                                stride - sizeof(SocketSlot));
   return SpscRing::attach(area, cfg_.socket_rx_entries, sizeof(RxEntry), end,
                           "rx." + std::to_string(socket));
+}
+
+void rx_lock_wake(std::atomic<std::uint32_t>& word, int count) {
+  // Not FUTEX_PRIVATE_FLAG: the word lives in memory several processes map.
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr, nullptr,
+          0);
 }
 
 }  // namespace tosec::rpc

@@ -2,11 +2,9 @@
 // sockets and the data path: guest_session_io.cpp.
 #include "tosec/tovm/guest_session.h"
 
-#include <linux/futex.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -482,21 +480,10 @@ void GuestSession::release_rx_locks(std::uint32_t lane) {
   for (std::uint32_t id = 0; id < opts_.channel.max_sockets; ++id) {
     if (sockets_.find(id) == nullptr) continue;
     rpc::SocketSlot* slot = channel_.slot(id);
-    std::atomic<std::uint32_t>& w = slot->rx_lock;
-    std::uint32_t seen = w.load(std::memory_order_relaxed);
-    bool freed = false;
-    while ((seen & ~rpc::kRxLockWaiters) == owner) {
-      if (w.compare_exchange_weak(seen, 0, std::memory_order_release)) {
-        freed = true;
-        break;
-      }
-    }
-    if (!freed) continue;
+    const std::uint32_t was = rpc::rx_lock_release(slot->rx_lock, owner);
+    if (was == 0) continue;
     ++released;
-    if ((seen & rpc::kRxLockWaiters) != 0) {
-      syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, INT32_MAX, nullptr,
-              nullptr, 0);
-    }
+    if ((was & rpc::kRxLockWaiters) != 0) rpc::rx_lock_wake(slot->rx_lock, INT32_MAX);
     slot->rx_signalled.store(0, std::memory_order_relaxed);
     resignal_readable(id);
   }

@@ -68,12 +68,8 @@ rpc::Result<std::unique_ptr<TovmProcess>> TovmProcess::create(const TovmCommandL
   return p;
 }
 
-TovmProcess::~TovmProcess() {
-  for (auto& w : workers_) w->request_stop();
-  for (auto& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-}
+// Worker 0 runs on the thread that called run(), which has returned by now.
+TovmProcess::~TovmProcess() { stop_and_join_others(); }
 
 rpc::Status TovmProcess::run(const std::function<void()>& on_started) {
   // Each thread pins itself before it serves anything, and on_started waits for all of them:

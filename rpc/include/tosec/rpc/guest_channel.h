@@ -131,6 +131,19 @@ inline constexpr std::uint32_t kRxClaimed = 2;
 // clears the word only while it still names the unlocking lane.
 inline constexpr std::uint32_t kRxLockWaiters = 1U << 31;
 constexpr std::uint32_t rx_lock_owner(std::uint32_t lane) { return lane + 1; }
+// Clears an rx_lock word while it names `owner` (retrying over a waiter that sets
+// kRxLockWaiters meanwhile). Returns the value cleared, or 0 if the word names another holder or
+// none. The guest's unlock and the TOE's release of a dead lane's locks both go through here.
+inline std::uint32_t rx_lock_release(std::atomic<std::uint32_t>& word, std::uint32_t owner) {
+  std::uint32_t seen = word.load(std::memory_order_relaxed);
+  while ((seen & ~kRxLockWaiters) == owner) {
+    if (word.compare_exchange_weak(seen, 0, std::memory_order_release)) return seen;
+  }
+  return 0;
+}
+// Wakes up to `count` processes sleeping on an rx_lock word (a shared futex: several processes
+// map it). Harmless where none sleeps, or where the mapping cannot carry a futex.
+void rx_lock_wake(std::atomic<std::uint32_t>& word, int count);
 
 // SocketSlot::events bits (published by the TOE).
 inline constexpr std::uint32_t kEvPeerClosed = 1U

@@ -91,6 +91,16 @@ class SvmProcess : public ::testing::Test {
     ::shm_unlink(("/" + shm_).c_str());
     std::filesystem::remove_all(dir_);
   }
+  // tosec-ivshmem-server on `sock`, waited for up to 20 s (a loaded machine); a fatal failure
+  // naming its stderr if the socket does not appear.
+  void start_server(const std::string& sock) {
+    spawn(*server_, {TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M", shm_, "-l", "4M", "-n", "1"},
+          dir_ + "/server.err");
+    for (int i = 0; i < 2000 && !std::filesystem::exists(sock); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(std::filesystem::exists(sock)) << slurp(dir_ + "/server.err");
+  }
   std::string dir_;
   std::string shm_;
   std::unique_ptr<Child> server_ = std::make_unique<Child>();
@@ -112,12 +122,8 @@ TEST_F(SvmProcess, BadRulesExitWithAClearMessage) {
 
 TEST_F(SvmProcess, InspectsThroughTheIvshmemServerAndFailsClosedWhenItStops) {
   const std::string sock = dir_ + "/ivshmem.sock";
-  spawn(*server_, {TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M", shm_, "-l", "4M", "-n", "1"},
-        dir_ + "/server.err");
-  for (int i = 0; i < 2000 && !std::filesystem::exists(sock); ++i) {  // 20 s: a loaded machine
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(std::filesystem::exists(sock)) << slurp(dir_ + "/server.err");
+  start_server(sock);
+  if (HasFatalFailure()) return;
 
   rpc::IvshmemClient toe({.vectors = 1});
   ASSERT_TRUE(toe.connect(sock).ok());
@@ -190,12 +196,8 @@ TEST_F(SvmProcess, InspectsThroughTheIvshmemServerAndFailsClosedWhenItStops) {
 
 TEST_F(SvmProcess, TwoSvmProcessesHandOffDirectlyAndAKillIsADeparture) {
   const std::string sock = dir_ + "/ivshmem.sock";
-  spawn(*server_, {TOSEC_IVSHMEM_SERVER_BIN, "-F", "-S", sock, "-M", shm_, "-l", "4M", "-n", "1"},
-        dir_ + "/server.err");
-  for (int i = 0; i < 2000 && !std::filesystem::exists(sock); ++i) {  // 20 s: a loaded machine
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(std::filesystem::exists(sock)) << slurp(dir_ + "/server.err");
+  start_server(sock);
+  if (HasFatalFailure()) return;
   rpc::IvshmemClient toe({.vectors = 1});
   ASSERT_TRUE(toe.connect(sock).ok());
   InspectionPlaneOptions o;
