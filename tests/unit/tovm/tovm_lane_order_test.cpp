@@ -5,7 +5,6 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "fake_guest.h"
 #include "toe_harness.h"
@@ -35,19 +34,12 @@ TEST(TovmLaneOrder, ANewLaneIsServedAfterWhatOtherLanesQueuedBeforeIt) {
   const auto sock = static_cast<std::uint32_t>(id);
 
   toe.pause();
-  std::vector<rpc::Descriptor> posts;
-  for (std::uint32_t i = 0; i < long_rings().ring_slots; ++i) {
-    rpc::Descriptor d{};
-    d.op = static_cast<std::uint16_t>(rpc::Op::kSetsockopt);
-    d.socket = sock;
-    d.length = sizeof(int);
-    d.arg0 = std::uint64_t{SOL_SOCKET} << 32 | std::uint32_t{SO_KEEPALIVE};
-    d.arg1 = i + 1 == long_rings().ring_slots ? 1 : 0;
-    d.flags = rpc::kDescFlagNoReply;
-    d.request_id = parent->next_id();
-    posts.push_back(d);
+  const std::uint32_t n = long_rings().ring_slots;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    ASSERT_EQ(parent->setsockopt_inline(sock, SOL_SOCKET, SO_KEEPALIVE, i + 1 == n ? 1 : 0, false),
+              0)
+        << "post " << i;
   }
-  ASSERT_TRUE(parent->post_many(posts.data(), static_cast<std::uint32_t>(posts.size())));
   // The TOE goes on only once the child's hello is queued: all 4,096 are still waiting then.
   auto child =
       FakeGuest::join(toe.options().ivshmem, toe.options().sidecar, err, [&] { toe.resume(); });
